@@ -1,0 +1,1 @@
+"""canarytrace analysis: canary comparison, verdicts, reports, replay and the demo."""

@@ -1,0 +1,1 @@
+"""canarytrace collector: OTLP/HTTP receiver, durable ingest and ClickHouse storage."""

@@ -1,0 +1,1 @@
+"""canarytrace evaluators: turn sampled spans into scores the comparison can trust."""

@@ -1,0 +1,116 @@
+"""The attribute vocabulary: every span attribute name canarytrace writes or reads.
+
+This is the only module that spells attribute names. Primary names follow the
+OpenTelemetry GenAI semantic conventions; ``canary.*`` names exist where GenAI
+has no equivalent. Names of other conventions (OpenInference, OpenLLMetry,
+traceAI, older GenAI) are kept here too, for the collector's normalization.
+"""
+
+from __future__ import annotations
+
+# --- OpenTelemetry GenAI semantic conventions -------------------------------
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_TEMPERATURE = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P = "gen_ai.request.top_p"
+GEN_AI_REQUEST_TOP_K = "gen_ai.request.top_k"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_SEED = "gen_ai.request.seed"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_ID = "gen_ai.response.id"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
+GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT = "gen_ai.tool.call.result"
+GEN_AI_AGENT_NAME = "gen_ai.agent.name"
+GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
+ERROR_TYPE = "error.type"
+
+# Values of gen_ai.operation.name
+OPERATION_CHAT = "chat"
+OPERATION_TEXT_COMPLETION = "text_completion"
+OPERATION_GENERATE_CONTENT = "generate_content"
+OPERATION_INVOKE_AGENT = "invoke_agent"
+OPERATION_EXECUTE_TOOL = "execute_tool"
+LLM_OPERATIONS = (OPERATION_CHAT, OPERATION_TEXT_COMPLETION, OPERATION_GENERATE_CONTENT)
+
+# --- canarytrace's own (no GenAI equivalent) --------------------------------
+CANARY_VARIANT = "canary.variant"
+CANARY_ROLE = "canary.role"
+CANARY_PAIR_ID = "canary.pair_id"
+CANARY_ROUTE = "canary.route"
+CANARY_COHORT = "canary.cohort"
+CANARY_FALLBACK = "canary.fallback"
+CANARY_PARSER_ERRORS = "canary.parser.errors"
+CANARY_PARSER_RETRIES = "canary.parser.retries"
+CANARY_TIME_TO_FIRST_CHUNK_MS = "canary.stream.time_to_first_chunk_ms"
+CANARY_STREAM_CHUNKS = "canary.stream.chunks"
+CANARY_PROJECT = "canary.project"
+AGENT_TRAJECTORY_STEP = "agent.trajectory.step"
+AGENT_TRAJECTORY_STEP_KIND = "agent.trajectory.step.kind"
+
+CANARY_EXPECT_INSTRUCTIONS = "canary.expect.instructions"
+CANARY_EXPECT_JSON_SCHEMA = "canary.expect.json_schema"
+CANARY_EXPECT_TOOLS = "canary.expect.tools"
+CANARY_EXPECT_REFERENCE = "canary.expect.reference"
+CANARY_TASK = "canary.task"
+
+# Values of canary.variant and canary.role
+VARIANT_BASE = "base"
+VARIANT_CANDIDATE = "candidate"
+ROLE_PRIMARY = "primary"
+ROLE_SHADOW = "shadow"
+
+# Marker appended to attribute values the collector truncated.
+TRUNCATION_MARKER = "…[truncated]"
+
+# --- resource attributes (OpenTelemetry) ------------------------------------
+SERVICE_NAME = "service.name"
+
+# --- other conventions, read by the collector's normalization ---------------
+# OpenInference (Arize Phoenix)
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+OPENINFERENCE_MODEL_NAME = "llm.model_name"
+OPENINFERENCE_PROVIDER = "llm.provider"
+OPENINFERENCE_PROMPT_TOKENS = "llm.token_count.prompt"
+OPENINFERENCE_COMPLETION_TOKENS = "llm.token_count.completion"
+OPENINFERENCE_INPUT_MESSAGES_PREFIX = "llm.input_messages."
+OPENINFERENCE_OUTPUT_MESSAGES_PREFIX = "llm.output_messages."
+OPENINFERENCE_INPUT_VALUE = "input.value"
+OPENINFERENCE_OUTPUT_VALUE = "output.value"
+OPENINFERENCE_TOOL_NAME = "tool.name"
+OPENINFERENCE_TOOL_PARAMETERS = "tool.parameters"
+OPENINFERENCE_INVOCATION_PARAMETERS = "llm.invocation_parameters"
+OPENINFERENCE_SESSION_ID = "session.id"
+
+# OpenLLMetry (Traceloop), current and legacy
+TRACELOOP_SPAN_KIND = "traceloop.span.kind"
+TRACELOOP_ENTITY_NAME = "traceloop.entity.name"
+TRACELOOP_ENTITY_INPUT = "traceloop.entity.input"
+TRACELOOP_ENTITY_OUTPUT = "traceloop.entity.output"
+LLM_REQUEST_TYPE = "llm.request.type"
+LLM_USAGE_PROMPT_TOKENS = "llm.usage.prompt_tokens"
+LLM_USAGE_COMPLETION_TOKENS = "llm.usage.completion_tokens"
+LLM_USAGE_TOTAL_TOKENS = "llm.usage.total_tokens"
+
+# Older GenAI semantic conventions
+GEN_AI_SYSTEM = "gen_ai.system"
+GEN_AI_USAGE_PROMPT_TOKENS = "gen_ai.usage.prompt_tokens"
+GEN_AI_USAGE_COMPLETION_TOKENS = "gen_ai.usage.completion_tokens"
+GEN_AI_PROMPT_PREFIX = "gen_ai.prompt."
+GEN_AI_COMPLETION_PREFIX = "gen_ai.completion."
+GEN_AI_PROMPT = "gen_ai.prompt"
+GEN_AI_COMPLETION = "gen_ai.completion"
+
+# traceAI (FutureAGI)
+TRACEAI_SPAN_KIND = "fi.span.kind"
+TRACEAI_LLM_MODEL_NAME = "llm.model_name"
+TRACEAI_RAW_INPUT = "raw.input"
+TRACEAI_RAW_OUTPUT = "raw.output"
