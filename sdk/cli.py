@@ -96,4 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, so CommandError raised by subcommands is the same class.
+    from canarytrace.cli import main as _main
+
+    sys.exit(_main())

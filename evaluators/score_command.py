@@ -1,0 +1,216 @@
+"""``canarytrace score``: score IFEval-format responses offline; JSONL verdicts and accuracies.
+
+Dataset rows are ``{"key", "prompt", "instruction_id_list", "kwargs"}``; response rows
+``{"prompt", "response"}`` are matched to the dataset by prompt text, as IFEval does
+(rows that carry ``"key"`` instead of ``"prompt"`` are matched by key). Every input is
+read and validated before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from canarytrace.cli import CommandError
+from canarytrace.evaluators.instructions import (
+    Instruction,
+    InstructionError,
+    build_instruction,
+    follows_loose,
+    follows_strict,
+)
+from rich.console import Console
+from rich.table import Table
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One dataset row with its instructions built."""
+
+    key: Any
+    prompt: str
+    instruction_ids: list[str]
+    instructions: list[Instruction]
+    line: int
+
+
+@dataclass(frozen=True)
+class Scored:
+    key: Any
+    instruction_ids: list[str]
+    strict: list[bool]
+    loose: list[bool]
+
+    def to_json(self) -> str:
+        return json.dumps({"key": self.key, "instruction_id_list": self.instruction_ids,
+                           "strict": self.strict, "loose": self.loose})
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CommandError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="canarytrace score", description=(
+        "Score IFEval-format responses offline: JSONL verdicts and the four IFEval accuracies."))
+    parser.add_argument("--dataset", required=True, type=Path,
+                        help="JSONL of {key, prompt, instruction_id_list, kwargs}")
+    parser.add_argument("--responses", required=True, type=Path,
+                        help="JSONL of {prompt, response} (or {key, response})")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="write the JSONL verdicts here instead of stdout")
+    return parser
+
+
+# --- reading ----------------------------------------------------------------
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; CommandError names file and line."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot read: {exc.strerror}") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise CommandError(f"{path}:{number}: not valid UTF-8") from None
+            except ValueError as exc:
+                raise CommandError(f"{path}:{number}: invalid JSON: {exc}") from None
+            if not isinstance(row, dict):
+                raise CommandError(f"{path}:{number}: expected a JSON object")
+            yield number, row
+
+
+def _field(row: dict[str, Any], name: str, kind: type, where: str) -> Any:
+    value = row.get(name)
+    if not isinstance(value, kind):
+        raise CommandError(f"{where}: '{name}' must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def _key(row: dict[str, Any], where: str) -> int | str:
+    key = row.get("key")
+    if isinstance(key, bool) or not isinstance(key, (int, str)):
+        raise CommandError(f"{where}: 'key' must be an integer or a string, got {key!r}")
+    return key
+
+
+def _instructions(ids: list[Any], kwargs: list[Any], where: str) -> list[Instruction]:
+    if len(kwargs) != len(ids):
+        raise CommandError(f"{where}: 'kwargs' has {len(kwargs)} entries for {len(ids)} "
+                           "instruction ids")
+    built = []
+    for instruction_id, arguments in zip(ids, kwargs, strict=True):
+        if not isinstance(instruction_id, str) or not isinstance(arguments, (dict, type(None))):
+            raise CommandError(f"{where}: instruction ids must be strings and kwargs objects")
+        try:
+            built.append(build_instruction(instruction_id, arguments))
+        except InstructionError as exc:
+            raise CommandError(f"{where}: {exc}") from None
+    return built
+
+
+def _dataset_row(row: dict[str, Any], where: str, number: int) -> Prompt:
+    ids = _field(row, "instruction_id_list", list, where)
+    instructions = _instructions(ids, _field(row, "kwargs", list, where), where)
+    return Prompt(_key(row, where), _field(row, "prompt", str, where), ids, instructions, number)
+
+
+def read_dataset(path: Path) -> list[Prompt]:
+    return [_dataset_row(row, f"{path}:{number}", number) for number, row in read_jsonl(path)]
+
+
+def read_responses(path: Path) -> tuple[dict[str, str], dict[Any, str]]:
+    """Responses by prompt text and by key (a later row for the same prompt wins)."""
+    by_prompt: dict[str, str] = {}
+    by_key: dict[Any, str] = {}
+    for number, row in read_jsonl(path):
+        where = f"{path}:{number}"
+        response = _field(row, "response", str, where)
+        if isinstance(row.get("prompt"), str):
+            by_prompt[row["prompt"]] = response
+        elif "key" in row:
+            by_key[_key(row, where)] = response
+        else:
+            raise CommandError(f"{where}: needs a string 'prompt' (or a 'key') to match")
+    return by_prompt, by_key
+
+
+def match_responses(prompts: list[Prompt], responses: tuple[dict[str, str], dict[Any, str]],
+                    dataset: Path) -> list[str]:
+    by_prompt, by_key = responses
+    matched = []
+    for prompt in prompts:
+        response = by_prompt.get(prompt.prompt, by_key.get(prompt.key))
+        if response is None:
+            raise CommandError(f"{dataset}:{prompt.line}: no response for key {prompt.key!r} "
+                               "(matched by prompt text, or by key)")
+        matched.append(response)
+    return matched
+
+
+# --- scoring and reporting ---------------------------------------------------
+
+def score(prompt: Prompt, response: str) -> Scored:
+    return Scored(
+        key=prompt.key, instruction_ids=prompt.instruction_ids,
+        strict=[follows_strict(i, response) for i in prompt.instructions],
+        loose=[follows_loose(i, response) for i in prompt.instructions])
+
+
+def accuracies(results: list[Scored]) -> dict[str, tuple[int, int]]:
+    """IFEval's four accuracies as (followed, total) counts."""
+    counts = {}
+    for mode in ("strict", "loose"):
+        verdicts = [getattr(result, mode) for result in results]
+        counts[f"prompt-level {mode}"] = (sum(all(v) for v in verdicts), len(verdicts))
+        counts[f"instruction-level {mode}"] = (sum(sum(v) for v in verdicts),
+                                               sum(len(v) for v in verdicts))
+    return counts
+
+
+def print_summary(counts: dict[str, tuple[int, int]], console: Console) -> None:
+    table = Table(title="IFEval accuracy")
+    table.add_column("metric")
+    table.add_column("accuracy", justify="right")
+    table.add_column("followed", justify="right")
+    for name in ("prompt-level strict", "instruction-level strict",
+                 "prompt-level loose", "instruction-level loose"):
+        followed, total = counts[name]
+        table.add_row(name, f"{followed / total:.4f}" if total else "-", f"{followed}/{total}")
+    console.print(table)
+
+
+def _write(results: list[Scored], out: TextIO) -> None:
+    for result in results:
+        out.write(result.to_json() + "\n")
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    prompts = read_dataset(args.dataset)
+    responses = match_responses(prompts, read_responses(args.responses), args.dataset)
+    results = [score(p, r) for p, r in zip(prompts, responses, strict=True)]
+    if args.output is None:
+        _write(results, sys.stdout)
+        sys.stdout.flush()
+        console = Console(stderr=True)
+    else:
+        try:
+            with args.output.open("w", encoding="utf-8") as out:
+                _write(results, out)
+        except OSError as exc:
+            raise CommandError(f"{args.output}: cannot write: {exc.strerror}") from None
+        console = Console()
+    print_summary(accuracies(results), console)
+    return 0

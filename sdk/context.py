@@ -1,0 +1,41 @@
+"""Ambient attributes: what an enclosing scope (a canary arm, a route) stamps on LLM spans.
+
+``Canary`` opens a scope per arm call; every LLM span started inside it (``@llm``,
+``llm_call``, instrumented transformers) copies these attributes at start, so
+nested spans carry the same variant, role, pair id, route and cohort.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
+from typing import Any
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_scope: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "canarytrace_scope", default=_EMPTY
+)
+
+INSTRUMENTED_MARKER = "__canarytrace_llm__"
+
+
+@contextmanager
+def scoped_attributes(attributes: Mapping[str, Any]) -> Iterator[None]:
+    """Within this block, LLM spans get ``attributes`` (inner scopes override outer ones)."""
+    token = _scope.set(MappingProxyType({**_scope.get(), **attributes}))
+    try:
+        yield
+    finally:
+        _scope.reset(token)
+
+
+def current_scope() -> Mapping[str, Any]:
+    """The attributes the innermost scope stamps on LLM spans started now."""
+    return _scope.get()
+
+
+def is_instrumented(fn: Any) -> bool:
+    """True for callables wrapped by ``@canarytrace.llm`` (they record their own span)."""
+    return bool(getattr(fn, INSTRUMENTED_MARKER, False))
