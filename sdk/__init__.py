@@ -1,7 +1,38 @@
 """canarytrace SDK: trace LLM calls as OpenTelemetry spans and ship tuned models as canaries."""
 
-from canarytrace import attributes
-
 __version__ = "0.1.0"
 
-__all__ = ["attributes", "__version__"]
+from canarytrace import attributes  # noqa: E402
+from canarytrace._runtime import force_flush, init, shutdown  # noqa: E402
+from canarytrace.agents import AgentRun, ToolCall, agent, tool_call  # noqa: E402
+from canarytrace.calls import LlmCall, llm_call  # noqa: E402
+from canarytrace.context import scoped_attributes  # noqa: E402
+from canarytrace.decorators import llm  # noqa: E402
+from canarytrace.expectations import Expectations, expect  # noqa: E402
+from canarytrace.parsing import JSONParseError, parse_json  # noqa: E402
+from canarytrace.transformers_instrumentation import (  # noqa: E402
+    instrument_transformers,
+    uninstrument_transformers,
+)
+
+__all__ = [
+    "AgentRun",
+    "Expectations",
+    "JSONParseError",
+    "LlmCall",
+    "ToolCall",
+    "__version__",
+    "agent",
+    "attributes",
+    "expect",
+    "force_flush",
+    "init",
+    "instrument_transformers",
+    "llm",
+    "llm_call",
+    "parse_json",
+    "scoped_attributes",
+    "shutdown",
+    "tool_call",
+    "uninstrument_transformers",
+]

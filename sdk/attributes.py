@@ -114,3 +114,44 @@ TRACEAI_SPAN_KIND = "fi.span.kind"
 TRACEAI_LLM_MODEL_NAME = "llm.model_name"
 TRACEAI_RAW_INPUT = "raw.input"
 TRACEAI_RAW_OUTPUT = "raw.output"
+
+# --- mirroring outcome, on each primary span a Canary serves ----------------
+# Whether the request was also mirrored to the shadow arm: read by the
+# "mirror drop rate" dashboard panel (spans carry it; metrics are not stored).
+CANARY_MIRROR = "canary.mirror"
+MIRROR_SENT = "sent"
+MIRROR_DROPPED = "dropped"
+MIRROR_NONE = "none"
+
+# --- appended for the collector's normalization -----------------------------
+# OpenInference: more top-level names
+OPENINFERENCE_SYSTEM = "llm.system"
+OPENINFERENCE_INPUT_MIME_TYPE = "input.mime_type"
+OPENINFERENCE_OUTPUT_MIME_TYPE = "output.mime_type"
+# OpenInference flattened message keys: llm.input_messages.<i>.message.<field>
+OPENINFERENCE_MESSAGE_ROLE = "message.role"
+OPENINFERENCE_MESSAGE_CONTENT = "message.content"
+OPENINFERENCE_MESSAGE_CONTENTS = "message.contents"
+OPENINFERENCE_MESSAGE_NAME = "message.name"
+OPENINFERENCE_MESSAGE_TOOL_CALLS = "message.tool_calls"
+OPENINFERENCE_MESSAGE_TOOL_CALL_ID = "message.tool_call_id"
+OPENINFERENCE_MESSAGE_CONTENT_TYPE = "message_content.type"
+OPENINFERENCE_MESSAGE_CONTENT_TEXT = "message_content.text"
+OPENINFERENCE_TOOL_CALL_ID = "tool_call.id"
+OPENINFERENCE_TOOL_CALL_FUNCTION_NAME = "tool_call.function.name"
+OPENINFERENCE_TOOL_CALL_FUNCTION_ARGUMENTS = "tool_call.function.arguments"
+# OpenLLMetry legacy flattened prompt/completion keys: gen_ai.prompt.<i>.<field>
+LEGACY_MESSAGE_ROLE = "role"
+LEGACY_MESSAGE_CONTENT = "content"
+LEGACY_MESSAGE_FINISH_REASON = "finish_reason"
+LEGACY_MESSAGE_TOOL_CALLS = "tool_calls"
+LEGACY_TOOL_CALL_NAME = "name"
+LEGACY_TOOL_CALL_ARGUMENTS = "arguments"
+LEGACY_TOOL_CALL_ID = "id"
+# Older GenAI / OpenLLMetry request parameters
+LLM_REQUEST_MODEL = "llm.request.model"
+LLM_RESPONSE_MODEL = "llm.response.model"
+
+# --- ct.Canary: its per-request span and metric attributes ------------------------------
+CANARY_BASE_MODEL = "canary.base_model"
+CANARY_CANDIDATE_MODEL = "canary.candidate_model"

@@ -8,6 +8,7 @@ Writers normalize whatever the user passed; readers pull text and tool calls bac
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -30,10 +31,19 @@ def tool_call_part(name: str, arguments: Any, call_id: str | None = None) -> dic
     return part
 
 
+def _content_block_part(block: Any) -> dict[str, Any]:
+    """One item of a content list: OpenAI/Anthropic text blocks and Anthropic tool_use blocks."""
+    if not isinstance(block, Mapping):
+        return text_part(str(block))
+    if block.get("type") == "tool_use":
+        return tool_call_part(block.get("name", ""), block.get("input"), block.get("id"))
+    return text_part(block.get("text", block.get("content", "")))
+
+
 def _normalize_one(message: Any, default_role: str) -> Message:
     if isinstance(message, str):
         return {"role": default_role, "parts": [text_part(message)]}
-    if not isinstance(message, Mapping):
+    if not isinstance(message, (dict, Mapping)):  # dict first: skips the slower ABC check
         return {"role": default_role, "parts": [text_part(str(message))]}
     if "parts" in message:
         return dict(message)
@@ -43,16 +53,13 @@ def _normalize_one(message: Any, default_role: str) -> Message:
     if isinstance(content, str) and content:
         parts.append(text_part(content))
     elif isinstance(content, list):
-        parts += [text_part(c.get("text", "")) if isinstance(c, Mapping) else text_part(str(c))
-                  for c in content]
+        parts += [_content_block_part(c) for c in content]
     for call in message.get("tool_calls") or []:
         fn = call.get("function", call)
         args = fn.get("arguments")
         if isinstance(args, str):
-            try:
+            with contextlib.suppress(ValueError):
                 args = json.loads(args)
-            except ValueError:
-                pass
         parts.append(tool_call_part(fn.get("name", ""), args, call.get("id")))
     normalized: Message = {"role": message.get("role", default_role), "parts": parts}
     if message.get("finish_reason"):
@@ -64,6 +71,8 @@ def normalize(value: Any, default_role: str = "user") -> list[Message]:
     """Turn a string, one message or a list of messages (OpenAI or GenAI shape) into GenAI shape."""
     if value is None:
         return []
+    if isinstance(value, (list, tuple)):  # the common case, before the slower ABC checks
+        return [_normalize_one(m, default_role) for m in value]
     if isinstance(value, (str, Mapping)):
         return [_normalize_one(value, default_role)]
     if isinstance(value, Iterable):
@@ -101,9 +110,7 @@ def tool_calls_of(messages: list[Message]) -> list[dict[str, Any]]:
             if part.get("type") == TOOL_CALL:
                 args = part.get("arguments")
                 if isinstance(args, str):
-                    try:
+                    with contextlib.suppress(ValueError):
                         args = json.loads(args)
-                    except ValueError:
-                        pass
                 calls.append({"name": part.get("name", ""), "arguments": args})
     return calls

@@ -1,0 +1,241 @@
+"""SDK state: the settings ``init()`` chose and the tracer and meter every span and counter uses.
+
+Without ``init()`` the SDK follows the global OpenTelemetry providers, so an application's own
+OpenTelemetry setup receives canarytrace's spans. ``init()`` either adopts a TracerProvider or
+builds one that exports OTLP/HTTP to the canarytrace collector (plus a MeterProvider for
+``/v1/metrics``). It never replaces the global providers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from canarytrace._safety import log_once
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+_INSTRUMENTATION = "canarytrace"
+DEFAULT_ENDPOINT = "http://localhost:4318"
+SHUTDOWN_TIMEOUT_S = 5.0
+"""How long ``shutdown()`` (and interpreter exit) waits for the last export: a collector that
+is down makes every batch retry for up to its export timeout, which would hang the exit."""
+Redactor = Callable[[str], str]
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _env_rate() -> float:
+    raw = os.environ.get("CANARYTRACE_SAMPLE_RATE", "1.0")
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"CANARYTRACE_SAMPLE_RATE must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What ``init()`` configured; unset arguments fall back to ``CANARYTRACE_*`` env vars."""
+
+    service_name: str | None = None
+    endpoint: str = DEFAULT_ENDPOINT
+    api_key: str | None = None
+    sample_rate: float = 1.0
+    capture_content: bool = True
+    redact: Redactor | None = None
+
+    @classmethod
+    def resolve(cls, service_name: str | None = None, endpoint: str | None = None,
+                api_key: str | None = None, sample_rate: float | None = None,
+                capture_content: bool | None = None, redact: Redactor | None = None) -> Settings:
+        env = os.environ
+        rate = sample_rate if sample_rate is not None else _env_rate()
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"sample_rate must be between 0 and 1, got {rate}")
+        if redact is not None and not callable(redact):
+            raise TypeError("redact must be a callable taking and returning a str")
+        return cls(
+            service_name=service_name or env.get("CANARYTRACE_SERVICE_NAME"),
+            endpoint=_base_url(endpoint or env.get("CANARYTRACE_ENDPOINT") or DEFAULT_ENDPOINT),
+            api_key=api_key or env.get("CANARYTRACE_API_KEY") or None,
+            sample_rate=rate,
+            capture_content=(capture_content if capture_content is not None
+                             else _env_bool("CANARYTRACE_CAPTURE_CONTENT", True)),
+            redact=redact,
+        )
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+def _base_url(endpoint: str) -> str:
+    """``http://host:4318`` from any of ``http://host:4318/``, ``.../v1/traces``."""
+    endpoint = endpoint.rstrip("/")
+    for suffix in ("/v1/traces", "/v1/metrics"):
+        if endpoint.endswith(suffix):
+            endpoint = endpoint[: -len(suffix)]
+    return endpoint
+
+
+class _State:
+    """The SDK's one mutable state; ``tracer`` is read on every call, so it is cached here."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self.tracer_provider: TracerProvider | None = None  # None: the global provider
+        self.meter_provider: Any = None  # a MeterProvider, or None: the global one
+        self.owns_providers = False
+        self.tracer: trace.Tracer = trace.get_tracer(_INSTRUMENTATION, _version())
+        self.meter: metrics.Meter | None = None
+
+
+def _version() -> str:
+    from canarytrace import __version__
+
+    return __version__
+
+
+state = _State()
+
+
+def init(service_name: str | None = None, endpoint: str | None = None,
+         api_key: str | None = None, sample_rate: float | None = None,
+         capture_content: bool | None = None, redact: Redactor | None = None,
+         tracer_provider: trace.TracerProvider | None = None) -> trace.TracerProvider:
+    """Configure the SDK and return the TracerProvider its spans go to.
+
+    With ``tracer_provider`` the SDK adopts it (your processors and exporters, your sampler).
+    Otherwise it builds one: service-name resource, parent-based trace-id-ratio sampling at
+    ``sample_rate``, batched OTLP/HTTP export to ``endpoint``/v1/traces with ``api_key`` as a
+    Bearer token. ``capture_content=False`` records no message or tool content; ``redact`` is
+    applied to every captured text before it is put on a span.
+    """
+    settings = Settings.resolve(service_name, endpoint, api_key, sample_rate,
+                                capture_content, redact)
+    _release_owned_providers()
+    state.settings = settings
+    if tracer_provider is not None:
+        state.tracer_provider, state.meter_provider = tracer_provider, None
+        state.owns_providers = False
+    else:
+        state.tracer_provider = _build_tracer_provider(settings)
+        state.meter_provider = _build_meter_provider(settings)
+        state.owns_providers = True
+    state.tracer = state.tracer_provider.get_tracer(_INSTRUMENTATION, _version())
+    state.meter = None
+    return state.tracer_provider
+
+
+def _build_tracer_provider(settings: Settings) -> TracerProvider:
+    from canarytrace.processor import export_processor
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    provider = TracerProvider(
+        resource=_resource(settings),
+        sampler=ParentBased(TraceIdRatioBased(settings.sample_rate)),
+        shutdown_on_exit=False,  # our atexit hook bounds the wait
+    )
+    exporter = OTLPSpanExporter(endpoint=f"{settings.endpoint}/v1/traces",
+                                headers=settings.headers())
+    provider.add_span_processor(export_processor(exporter))
+    return provider
+
+
+def _build_meter_provider(settings: Settings) -> Any:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    exporter = OTLPMetricExporter(endpoint=f"{settings.endpoint}/v1/metrics",
+                                  headers=settings.headers())
+    reader = PeriodicExportingMetricReader(exporter)
+    return MeterProvider(resource=_resource(settings), metric_readers=[reader],
+                         shutdown_on_exit=False)
+
+
+def _resource(settings: Settings) -> Resource:
+    attributes = {SERVICE_NAME: settings.service_name} if settings.service_name else {}
+    return Resource.create(attributes)
+
+
+def _within(seconds: float, action: Callable[[], Any], what: str) -> bool:
+    """Run ``action`` on a daemon thread; True when it finished in time and returned truthy."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(action())
+        except Exception as exc:  # noqa: BLE001 - telemetry never raises
+            log_once(f"{what} failed", exc)
+            outcome.append(False)
+
+    worker = threading.Thread(target=run, name=f"canarytrace-{what}", daemon=True)
+    try:
+        worker.start()
+    except RuntimeError:  # no new threads at interpreter exit (Python >= 3.12): wait inline
+        run()
+        return outcome[0] is not False
+    worker.join(seconds)
+    if worker.is_alive():
+        log_once(f"{what} did not finish within {seconds:g} s (is the collector down?)")
+        return False
+    return outcome[0] is not False
+
+
+def _release_owned_providers(timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
+    """Shut down the providers a previous ``init()`` built (adopted ones belong to the caller)."""
+    if not state.owns_providers:
+        return
+    providers = [p for p in (state.tracer_provider, state.meter_provider) if p is not None]
+    state.owns_providers = False
+    _within(timeout_s, lambda: [p.shutdown() for p in providers], "shutdown")
+
+
+atexit.register(_release_owned_providers)
+
+
+def shutdown(timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
+    """Export what is queued (waiting at most ``timeout_s``) and stop what ``init()`` built;
+    afterwards the SDK follows the global providers."""
+    _release_owned_providers(timeout_s)
+    state.settings = Settings()
+    state.tracer_provider = state.meter_provider = None
+    state.tracer = trace.get_tracer(_INSTRUMENTATION, _version())
+    state.meter = None
+
+
+def force_flush(timeout_millis: int = 30_000) -> bool:
+    """Export every finished span now, waiting at most ``timeout_millis``; True on success."""
+    provider = state.tracer_provider or trace.get_tracer_provider()
+    flush = getattr(provider, "force_flush", None)
+    if flush is None:
+        return True
+    return _within(timeout_millis / 1000, lambda: flush(timeout_millis), "force_flush")
+
+
+def get_tracer() -> trace.Tracer:
+    """The tracer every canarytrace span is started with."""
+    return state.tracer
+
+
+def get_meter() -> metrics.Meter:
+    """The meter canarytrace counters are created on (the global one without ``init()``)."""
+    if state.meter is None:
+        provider = state.meter_provider or metrics.get_meter_provider()
+        state.meter = provider.get_meter(_INSTRUMENTATION, _version())
+    return state.meter
+
+
+def settings() -> Settings:
+    return state.settings
