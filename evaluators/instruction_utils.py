@@ -51,8 +51,13 @@ def word_tokens(text: str) -> list[str]:
     return [token for sentence in split_sentences(text) for token in tokenizer.tokenize(sentence)]
 
 
+@functools.lru_cache(maxsize=4096)
 def detect_language(text: str) -> str | None:
-    """The ISO 639-1 code langdetect assigns to ``text``, or None when it cannot tell."""
+    """The ISO 639-1 code langdetect assigns to ``text``, or None when it cannot tell.
+
+    Cached: langdetect is seeded, so a text always gets the same answer, and the strict and
+    loose readings of one response ask about the same text several times.
+    """
     try:
         return langdetect.detect(text)
     except langdetect.LangDetectException:

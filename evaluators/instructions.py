@@ -600,7 +600,8 @@ def loose_variants(response: str) -> list[str]:
         "\n".join(lines[:-1]).strip(),
         "\n".join(lines[1:-1]).strip(),
     ]
-    return trimmed + [variant.replace("*", "") for variant in trimmed]
+    variants = trimmed + [variant.replace("*", "") for variant in trimmed]
+    return list(dict.fromkeys(variants))  # distinct readings, in IFEval's order
 
 
 def follows_strict(instruction: Instruction, response: str) -> bool:

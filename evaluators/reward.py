@@ -47,6 +47,9 @@ class RewardScore(Evaluator):
         model = AutoModelForSequenceClassification.from_pretrained(
             self.model_path, local_files_only=True)
         self._model = model.to(self.device).eval()
+        context = getattr(model.config, "max_position_embeddings", None)
+        if context:
+            self.max_length = min(self.max_length, context)
 
     def applies_to(self, span: SpanRecord) -> bool:
         return bool(answer_of(span)) and bool(question_of(span))

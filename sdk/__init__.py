@@ -6,9 +6,11 @@ from canarytrace import attributes  # noqa: E402
 from canarytrace._runtime import force_flush, init, shutdown  # noqa: E402
 from canarytrace.agents import AgentRun, ToolCall, agent, tool_call  # noqa: E402
 from canarytrace.calls import LlmCall, llm_call  # noqa: E402
+from canarytrace.canary import Canary, CanaryStats  # noqa: E402
 from canarytrace.context import scoped_attributes  # noqa: E402
 from canarytrace.decorators import llm  # noqa: E402
 from canarytrace.expectations import Expectations, expect  # noqa: E402
+from canarytrace.feedback import feedback  # noqa: E402
 from canarytrace.parsing import JSONParseError, parse_json  # noqa: E402
 from canarytrace.transformers_instrumentation import (  # noqa: E402
     instrument_transformers,
@@ -17,6 +19,8 @@ from canarytrace.transformers_instrumentation import (  # noqa: E402
 
 __all__ = [
     "AgentRun",
+    "Canary",
+    "CanaryStats",
     "Expectations",
     "JSONParseError",
     "LlmCall",
@@ -25,6 +29,7 @@ __all__ = [
     "agent",
     "attributes",
     "expect",
+    "feedback",
     "force_flush",
     "init",
     "instrument_transformers",
