@@ -1,0 +1,287 @@
+"""The statistics the comparison uses: intervals, tests, the sequential test and Holm.
+
+Every function takes plain counts or numpy arrays and returns plain numbers, so each one can
+be checked against scipy/statsmodels on the same data. Conventions: differences are
+``candidate - base``; ``alpha`` is two-sided unless a name says otherwise; bootstraps are
+seeded and vectorized.
+
+Always-valid (anytime) p-values come from test martingales: ``p = min(1, 1/M)`` where ``M`` is
+a nonnegative martingale under the null, so by Ville's inequality the chance that ``p <= alpha``
+at *any* look is at most ``alpha`` however often the comparison is re-run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import special
+from scipy import stats as sps
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
+
+Interval = tuple[float, float]
+
+DISCORDANT_PRIOR = 2.0
+"""Shape ``a`` of the Beta(a, a) prior, truncated to [1/2, 1], of the one-sided mixture test."""
+
+MAX_BOOTSTRAP_VALUES = 20_000
+"""Continuous paired bootstraps resample at most this many pairs (then rescale, m-out-of-n)."""
+
+
+# --- intervals --------------------------------------------------------------------------------
+
+def wilson_interval(successes: float, n: int, alpha: float = 0.05) -> Interval:
+    """Wilson score interval of a proportion (statsmodels ``proportion_confint``)."""
+    if n <= 0:
+        return (0.0, 1.0)
+    low, high = proportion_confint(successes, n, alpha=alpha, method="wilson")
+    return (float(low), float(high))
+
+
+def wilson_intervals(successes: list[float], totals: list[int], alpha: float = 0.05
+                     ) -> list[Interval]:
+    """``wilson_interval`` of several proportions in one vectorized statsmodels call."""
+    n = np.asarray(totals, dtype=float)
+    safe = np.maximum(n, 1.0)
+    low, high = proportion_confint(np.asarray(successes, dtype=float), safe, alpha=alpha,
+                                   method="wilson")
+    return [(float(lo), float(hi)) if size > 0 else (0.0, 1.0)
+            for lo, hi, size in zip(np.atleast_1d(low), np.atleast_1d(high), n, strict=True)]
+
+
+def newcombe_difference_interval(base_successes: int, base_n: int, candidate_successes: int,
+                                 candidate_n: int, alpha: float = 0.05) -> Interval:
+    """Newcombe's hybrid score interval for ``p_candidate - p_base`` (two Wilson intervals)."""
+    low, high = confint_proportions_2indep(candidate_successes, candidate_n, base_successes,
+                                           base_n, method="newcomb", compare="diff",
+                                           alpha=alpha)
+    return (float(low), float(high))
+
+
+def paired_binary_bootstrap_interval(counts: tuple[int, int, int, int], alpha: float = 0.05,
+                                     resamples: int = 2000, seed: Any = 0) -> Interval:
+    """Percentile bootstrap interval of ``p_candidate - p_base`` over paired binary outcomes.
+
+    ``counts`` are the pairs (base, candidate) = (1,1), (1,0), (0,1), (0,0). Resampling n
+    requests with replacement only changes how many fall in each cell (a multinomial draw),
+    and the difference only needs the two discordant cells: (1,0) ~ Binomial(n, p10), then
+    (0,1) ~ Binomial(n - (1,0), p01 / (1 - p10)). That is the same bootstrap as resampling
+    the requests themselves, vectorized over resamples.
+    """
+    _, base_only, candidate_only, _ = counts
+    n = sum(counts)
+    if n == 0:
+        return (0.0, 0.0)
+    rng = np.random.default_rng(seed)
+    p_base_only = base_only / n
+    drawn_base_only = rng.binomial(n, p_base_only, size=resamples)
+    rest = 1.0 - p_base_only
+    p_candidate_only = min(candidate_only / n / rest, 1.0) if rest > 0 else 0.0
+    drawn_candidate_only = rng.binomial(n - drawn_base_only, p_candidate_only)
+    return _percentiles((drawn_candidate_only - drawn_base_only) / n, alpha)
+
+
+def paired_bootstrap_interval(differences: np.ndarray, alpha: float = 0.05,
+                              resamples: int = 2000, seed: Any = 0) -> Interval:
+    """Percentile bootstrap interval of the mean of per-request differences.
+
+    Above ``MAX_BOOTSTRAP_VALUES`` pairs a seeded subsample is resampled and the spread is
+    rescaled by sqrt(m/n) around the full-data mean (the m-out-of-n bootstrap).
+    """
+    values = np.asarray(differences, dtype=float)
+    n = values.size
+    if n == 0:
+        return (0.0, 0.0)
+    rng = np.random.default_rng(seed)
+    sample = values if n <= MAX_BOOTSTRAP_VALUES else rng.choice(values, MAX_BOOTSTRAP_VALUES)
+    means = _bootstrap_means(sample, resamples, rng)
+    low, high = _percentiles(means, alpha)
+    scale = math.sqrt(sample.size / n)
+    center = float(sample.mean())
+    full_mean = float(values.mean())
+    return (full_mean + (low - center) * scale, full_mean + (high - center) * scale)
+
+
+def _bootstrap_means(sample: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of ``resamples`` resamples, drawn in chunks of about 4M indices."""
+    chunk = max(1, 4_000_000 // sample.size)
+    means = [sample[rng.integers(0, sample.size, size=(min(chunk, resamples - start),
+                                                       sample.size))].mean(axis=1)
+             for start in range(0, resamples, chunk)]
+    return np.concatenate(means)
+
+
+def _percentiles(values: np.ndarray, alpha: float) -> Interval:
+    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return (float(low), float(high))
+
+
+def quantile_interval(values: np.ndarray, q: float, alpha: float = 0.05) -> tuple[float, Interval]:
+    """The ``q`` quantile and its distribution-free interval from binomial order statistics
+    (ranks from Binomial(n, q); found with np.partition, no full sort)."""
+    data = np.asarray(values, dtype=float)
+    n = data.size
+    lower = max(int(sps.binom.ppf(alpha / 2, n, q)) - 1, 0)
+    upper = min(int(sps.binom.ppf(1 - alpha / 2, n, q)), n - 1)
+    low, high = np.partition(data, [lower, upper])[[lower, upper]]
+    return float(np.quantile(data, q)), (float(low), float(high))
+
+
+# --- fixed-horizon tests ----------------------------------------------------------------------
+
+def mcnemar_exact_p(base_only: int, candidate_only: int) -> float:
+    """Exact McNemar p-value: two-sided binomial test of the discordant pairs at 1/2, i.e.
+    twice the smaller tail, capped at 1 (as statsmodels ``mcnemar(exact=True)``)."""
+    discordant = base_only + candidate_only
+    if discordant == 0:
+        return 1.0
+    return float(min(1.0, 2.0 * special.bdtr(min(base_only, candidate_only), discordant, 0.5)))
+
+
+@dataclass(frozen=True)
+class ShiftResult:
+    """Mann-Whitney U test and the Hodges-Lehmann shift ``candidate - base`` with its interval."""
+
+    u_statistic: float
+    p_value: float
+    shift: float
+    shift_interval: Interval
+
+
+def mann_whitney_shift(base: np.ndarray, candidate: np.ndarray,
+                       alpha: float = 0.05) -> ShiftResult:
+    """Two-sided Mann-Whitney U (scipy) plus the Hodges-Lehmann estimate and its interval.
+
+    The interval is the pair of order statistics of all ``candidate_j - base_i`` differences
+    that inverts the U test (normal approximation), found by bisection without materializing
+    the n*m differences.
+    """
+    x = np.sort(np.asarray(base, dtype=float))
+    y = np.sort(np.asarray(candidate, dtype=float))
+    test = sps.mannwhitneyu(y, x, alternative="two-sided", method="asymptotic")
+    total = x.size * y.size
+    z = sps.norm.ppf(1 - alpha / 2)
+    k = math.floor(total / 2 - z * math.sqrt(total * (x.size + y.size + 1) / 12))
+    k = min(max(k, 1), total)
+    middle = [(total + 1) // 2, total // 2 + 1]
+    low, high, *centre = _difference_order_statistics(x, y, [k, total - k + 1, *middle])
+    return ShiftResult(float(test.statistic), float(test.pvalue), (centre[0] + centre[1]) / 2,
+                       (low, high))
+
+
+def _difference_order_statistics(x: np.ndarray, y: np.ndarray, ranks: list[int],
+                                 iterations: int = 36) -> list[float]:
+    """The ``ranks``-th smallest values (1-based) of ``y_j - x_i`` over all pairs, by bisection.
+
+    ``count(d)`` = #{(i, j): y_j - x_i <= d} is found with one searchsorted per step for all
+    ranks at once; each bracket shrinks to the smallest difference with count >= rank.
+    """
+    target = np.asarray(ranks, dtype=float)[:, None]
+    low = np.full((len(ranks), 1), y[0] - x[-1])
+    high = np.full((len(ranks), 1), y[-1] - x[0])
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        below = np.searchsorted(x, y[None, :] - middle, side="left")
+        counts = (x.size - below).sum(axis=1, keepdims=True)
+        enough = counts >= target
+        high = np.where(enough, middle, high)
+        low = np.where(enough, low, middle)
+    return [float(v) for v in _snap_to_differences(x, y, high[:, 0])]
+
+
+def _snap_to_differences(x: np.ndarray, y: np.ndarray, approx: np.ndarray) -> np.ndarray:
+    """Replace each bisection result by the nearest actual difference at or below it."""
+    snapped = []
+    for value in approx:
+        positions = np.searchsorted(x, y - value, side="left")
+        candidates = y[positions < x.size] - x[positions[positions < x.size]]
+        snapped.append(candidates.max() if candidates.size else value)
+    return np.asarray(snapped)
+
+
+# --- always-valid (sequential) tests -----------------------------------------------------------
+
+def discordant_log_evalue(bad: int, good: int, prior: float = DISCORDANT_PRIOR) -> float:
+    """Log of the one-sided Beta-mixture martingale on discordant pairs.
+
+    Under the null a discordant pair is ``bad`` (the regression direction) with probability
+    1/2. The alternative mixes theta over Beta(prior, prior) truncated to [1/2, 1]; the
+    martingale is the mixture likelihood over (1/2)^n and depends only on the counts.
+    """
+    n = bad + good
+    if n == 0:
+        return 0.0
+    tail = special.betaincc(prior + bad, prior + good, 0.5)
+    if tail <= 0.0:
+        return -math.inf
+    return (n * math.log(2.0) + special.betaln(prior + bad, prior + good)
+            - special.betaln(prior, prior) + math.log(tail) + math.log(2.0))
+
+
+def discordant_anytime_p(bad: int, good: int, prior: float = DISCORDANT_PRIOR) -> float:
+    """Always-valid one-sided p-value that discordant pairs lean towards ``bad``."""
+    return float(min(1.0, math.exp(-discordant_log_evalue(bad, good, prior))))
+
+
+def msprt_anytime_p(estimate: float, variance: float, mixing_sds: Sequence[float]) -> float:
+    """Always-valid two-sided p-value of a normal-mixture SPRT (Johari et al., 2017).
+
+    ``estimate`` is approximately N(theta, variance). For each mixing sd tau the mixture over
+    theta ~ N(0, tau^2) gives a likelihood ratio against theta = 0; their average over the
+    given taus (a mixture of test martingales is one) adapts to the size of the effect.
+    """
+    if variance <= 0.0:
+        return 1.0 if estimate == 0.0 else 0.0
+    ratios = [math.sqrt(variance / (variance + tau ** 2))
+              * math.exp(min(tau ** 2 * estimate ** 2 / (2 * variance * (variance + tau ** 2)),
+                             700.0))
+              for tau in mixing_sds]
+    return float(min(1.0, len(ratios) / sum(ratios)))
+
+
+def mixing_grid(smallest: float, largest: float) -> list[float]:
+    """Mixing sds from ``smallest`` doubling up to ``largest``: effects of every size."""
+    taus = [max(smallest, 1e-9)]
+    while taus[-1] * 2 <= largest:
+        taus.append(taus[-1] * 2)
+    return taus
+
+
+# --- multiplicity -----------------------------------------------------------------------------
+
+def holm_adjust(p_values: list[float], alpha: float = 0.05) -> list[float]:
+    """Holm step-down adjusted p-values: the k-th smallest p times (m - k + 1), made monotone
+    and capped at 1. Same numbers as statsmodels ``multipletests(method="holm")``, which is
+    not used here because it runs a full ``gc.collect()`` on every call."""
+    p = np.asarray(p_values, dtype=float)
+    if p.size == 0:
+        return []
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate(p[order] * (p.size - np.arange(p.size)))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return [float(v) for v in adjusted]
+
+
+# --- pairwise judge ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WinRate:
+    """Candidate win rate with ties counted as half, its Wilson interval and a sequential test."""
+
+    rate: float
+    interval: Interval
+    anytime_p_losing: float
+    """Always-valid p-value that losses outnumber wins (ties carry no information)."""
+
+
+def win_rate(wins: int, losses: int, ties: int, alpha: float = 0.05) -> WinRate:
+    n = wins + losses + ties
+    if n == 0:
+        return WinRate(0.5, (0.0, 1.0), 1.0)
+    score = wins + ties / 2
+    return WinRate(score / n, wilson_interval(score, n, alpha),
+                   discordant_anytime_p(losses, wins))

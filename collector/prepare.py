@@ -1,0 +1,96 @@
+"""Turn an OTLP body into a spool record: decode, validate, normalize, encode as JSONEachRow.
+
+This is the CPU-heavy part of ingest (tens of microseconds per span in Python), so
+``Preparer`` can run it in worker processes: the event loop then only moves bytes,
+and ingest uses more than one core despite the GIL. Workers are spawned (not forked:
+the parent runs chDB threads) and hold their own RowBuilder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+import orjson
+from canarytrace.collector import otlp
+from canarytrace.collector.rows import Limits, RowBuilder
+
+PARENT_CHECK_S = 1.0
+_worker_builder: RowBuilder | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One request's rows as a spool payload, and what was refused or truncated."""
+
+    payload: bytes
+    rows: int
+    rejected: int
+    error: str
+    truncated_values: int
+
+
+def prepare(body: bytes, encoding: otlp.Encoding, project: str, builder: RowBuilder) -> Prepared:
+    """Decode and convert one request body (raises otlp.BadRequest for an unusable body)."""
+    converted = builder.convert(otlp.decode(body, encoding), project)
+    payload = b"\n".join([orjson.dumps(row) for row in converted.rows])
+    return Prepared(payload, len(converted.rows), converted.rejected,
+                    converted.error_message(), converted.truncated_values)
+
+
+def _init_worker(limits: Limits) -> None:
+    global _worker_builder
+    _worker_builder = RowBuilder(limits)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose server was SIGKILLed would wait for work forever: leave with it."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
+
+
+def _prepare_in_worker(body: bytes, encoding: otlp.Encoding, project: str) -> Prepared:
+    assert _worker_builder is not None
+    return prepare(body, encoding, project, _worker_builder)
+
+
+def default_workers() -> int:
+    """One worker per spare core (the parent keeps one for HTTP and ClickHouse), at most 4."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+class Preparer:
+    """Runs ``prepare`` in ``workers`` spawned processes, or inline when ``workers`` is 0."""
+
+    def __init__(self, limits: Limits, workers: int) -> None:
+        self.limits = limits
+        self.workers = workers
+        self._builder = RowBuilder(limits)
+        self._pool = self._new_pool() if workers else None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.limits,))
+
+    async def prepare(self, body: bytes, encoding: otlp.Encoding, project: str) -> Prepared:
+        if self._pool is None:
+            return prepare(body, encoding, project, self._builder)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, _prepare_in_worker, body, encoding,
+                                              project)
+        except BrokenProcessPool:  # a worker died (OOM kill): replace the pool, do it here
+            self._pool = self._new_pool()
+            return prepare(body, encoding, project, self._builder)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,235 @@
+"""OTLP spans -> ``otel_traces`` rows, validated, normalized and limited.
+
+Values are written the way the OpenTelemetry Collector's ClickHouse exporter writes
+them (SpanKind 'Client', StatusCode 'Ok', ids in lowercase hex, attribute values as
+strings: ints in decimal, bools 'true'/'false', arrays and maps as JSON), so both
+writers can share one table. A span that breaks a rule is rejected on its own; the
+rest of the request is kept (OTLP partial success).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from canarytrace import attributes as A
+from canarytrace.collector.normalize import normalize
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+STATUS_CODES = ("Unset", "Ok", "Error")
+MAX_TIMESTAMP_NS = 2**63 - 1  # DateTime64(9) ends at 2262-04-11
+NS_PER_S = 1_000_000_000
+_ZERO_TRACE_ID = bytes(16)
+_ZERO_SPAN_ID = bytes(8)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-span limits: longer values are truncated; more or longer keys reject the span."""
+
+    max_attribute_length: int = 128 * 1024
+    max_attributes_per_span: int = 1024
+    max_attribute_key_length: int = 1024
+
+
+@dataclass
+class Converted:
+    """The rows of one request, and what was refused or cut on the way."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+    truncated_values: int = 0
+
+    def error_message(self) -> str:
+        """One line for OTLP ``partial_success.error_message``."""
+        if not self.errors:
+            return ""
+        more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+        return f"rejected {self.rejected} span(s): {self.errors[0]}{more}"
+
+
+class SpanRejected(ValueError):
+    """Why one span cannot be stored."""
+
+
+def format_ns(ns: int) -> str:
+    """Nanoseconds since the epoch as ClickHouse DateTime64(9) text: ``seconds.nanoseconds``."""
+    return f"{ns // NS_PER_S}.{ns % NS_PER_S:09d}"
+
+
+def format_double(value: float) -> str:
+    """A double as Go's pcommon ``AsString`` writes it (ES6 number formatting)."""
+    text = repr(value)
+    if "e" not in text and "n" not in text:
+        return text[:-2] if text.endswith(".0") else text
+    if value != value or value in (float("inf"), float("-inf")):
+        return {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}[text]
+    if abs(value) < 1e-6 or abs(value) >= 1e21:
+        mantissa, _, exponent = text.partition("e")
+        return f"{mantissa.removesuffix('.0')}e{int(exponent):+d}"
+    return format(Decimal(text), "f")
+
+
+def _raw(value: AnyValue) -> Any:
+    """An AnyValue as plain Python (for JSON of arrays and maps)."""
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_raw(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _raw(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode("ascii")
+    return getattr(value, kind) if kind else None
+
+
+def value_to_str(value: AnyValue) -> str:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "double_value":
+        return format_double(value.double_value)
+    if kind is None:
+        return ""
+    raw = _raw(value)
+    if isinstance(raw, str):
+        return raw
+    return json.dumps(raw, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+class RowBuilder:
+    """Turns ExportTraceServiceRequests into rows for one project, under ``limits``."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+
+    def convert(self, request: ExportTraceServiceRequest, project: str) -> Converted:
+        out = Converted()
+        for resource_spans in request.resource_spans:
+            try:
+                resource = self.attributes(resource_spans.resource.attributes, out)
+            except SpanRejected as exc:
+                self.reject_resource(resource_spans, f"resource {exc}", out)
+                continue
+            resource[A.CANARY_PROJECT] = project
+            service = resource.get(A.SERVICE_NAME, "")
+            for scope_spans in resource_spans.scope_spans:
+                scope = scope_spans.scope
+                for span in scope_spans.spans:
+                    try:
+                        row = self.row(span, out)
+                    except SpanRejected as exc:
+                        out.rejected += 1
+                        out.errors.append(f"span {span.span_id.hex() or '(no id)'}: {exc}")
+                        continue
+                    row["ServiceName"] = service
+                    row["ResourceAttributes"] = resource
+                    row["ScopeName"] = scope.name
+                    row["ScopeVersion"] = scope.version
+                    out.rows.append(row)
+        return out
+
+    @staticmethod
+    def reject_resource(resource_spans: Any, reason: str, out: Converted) -> None:
+        """Reject every span of a resource whose own attributes break a limit."""
+        count = sum(len(scope_spans.spans) for scope_spans in resource_spans.scope_spans)
+        out.rejected += count
+        out.errors.append(reason)
+
+    def row(self, span: Span, out: Converted) -> dict[str, Any]:
+        check_ids(span.trace_id, span.span_id, span.parent_span_id)
+        start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        if not 0 < start <= MAX_TIMESTAMP_NS:
+            raise SpanRejected(f"start_time_unix_nano {start} is outside 1970..2262")
+        attributes = self.attributes(span.attributes, out)
+        if normalize(attributes):
+            self.truncate(attributes, out)
+        status = span.status
+        row = {
+            "Timestamp": format_ns(start),
+            "TraceId": span.trace_id.hex(),
+            "SpanId": span.span_id.hex(),
+            "ParentSpanId": span.parent_span_id.hex(),
+            "TraceState": span.trace_state,
+            "SpanName": span.name,
+            "SpanKind": SPAN_KINDS[span.kind] if span.kind < len(SPAN_KINDS) else "",
+            "SpanAttributes": attributes,
+            "Duration": end - start if end > start else 0,
+            "StatusCode": STATUS_CODES[status.code] if status.code < len(STATUS_CODES) else "",
+            "StatusMessage": status.message,
+        }
+        if span.events:
+            self.events(span, row, out)
+        if span.links:
+            self.links(span, row, out)
+        return row
+
+    def attributes(self, key_values: Any, out: Converted) -> dict[str, str]:
+        """Attribute values as strings; long ones truncated, too many or too long keys refused."""
+        limits = self.limits
+        if len(key_values) > limits.max_attributes_per_span:
+            raise SpanRejected(f"{len(key_values)} attributes; the limit is "
+                               f"{limits.max_attributes_per_span}")
+        result: dict[str, str] = {}
+        kv: KeyValue
+        for kv in key_values:
+            value = kv.value
+            text = value.string_value
+            if not text and value.WhichOneof("value") != "string_value":
+                text = value_to_str(value)
+            result[kv.key] = text
+        if result and max(map(len, result)) > limits.max_attribute_key_length:
+            longest = max(map(len, result))
+            raise SpanRejected(f"attribute key of {longest} characters; the limit is "
+                               f"{limits.max_attribute_key_length}")
+        self.truncate(result, out)
+        return result
+
+    def truncate(self, attributes: dict[str, str], out: Converted) -> None:
+        limit = self.limits.max_attribute_length
+        if not attributes or max(map(len, attributes.values())) <= limit:
+            return
+        for key, value in attributes.items():
+            if len(value) > limit:
+                attributes[key] = value[:limit] + A.TRUNCATION_MARKER
+                out.truncated_values += 1
+
+    def events(self, span: Span, row: dict[str, Any], out: Converted) -> None:
+        for event in span.events:
+            if event.time_unix_nano > MAX_TIMESTAMP_NS:
+                raise SpanRejected(f"event time_unix_nano {event.time_unix_nano} is after 2262")
+        row["Events.Timestamp"] = [format_ns(e.time_unix_nano) for e in span.events]
+        row["Events.Name"] = [e.name for e in span.events]
+        row["Events.Attributes"] = [self.attributes(e.attributes, out) for e in span.events]
+
+    def links(self, span: Span, row: dict[str, Any], out: Converted) -> None:
+        for link in span.links:
+            check_ids(link.trace_id, link.span_id, b"", what="link ")
+        row["Links.TraceId"] = [link.trace_id.hex() for link in span.links]
+        row["Links.SpanId"] = [link.span_id.hex() for link in span.links]
+        row["Links.TraceState"] = [link.trace_state for link in span.links]
+        row["Links.Attributes"] = [self.attributes(link.attributes, out) for link in span.links]
+
+
+def check_ids(trace_id: bytes, span_id: bytes, parent_span_id: bytes, what: str = "") -> None:
+    """Trace ids are 16 non-zero bytes, span ids 8; a parent span id is empty or 8 bytes."""
+    if len(trace_id) != 16:
+        raise SpanRejected(f"{what}trace_id must be 16 bytes, got {len(trace_id)}")
+    if trace_id == _ZERO_TRACE_ID:
+        raise SpanRejected(f"{what}trace_id is all zeros")
+    if len(span_id) != 8:
+        raise SpanRejected(f"{what}span_id must be 8 bytes, got {len(span_id)}")
+    if span_id == _ZERO_SPAN_ID:
+        raise SpanRejected(f"{what}span_id is all zeros")
+    if parent_span_id and len(parent_span_id) != 8:
+        raise SpanRejected(f"parent_span_id must be 8 bytes or empty, got {len(parent_span_id)}")

@@ -1,0 +1,236 @@
+"""The ClickHouse schema as versioned migrations, for one server or a cluster.
+
+``otel_traces`` has the OpenTelemetry Collector ClickHouse exporter's columns and types,
+plus canarytrace columns MATERIALIZED from canonical attributes, so the Go exporter can
+write the same table. It leaves out the exporter's four Map bloom-filter indexes: they
+cost about a third of the insert CPU, and canarytrace filters on the materialized columns
+(add them with ALTER TABLE ... ADD INDEX if you query raw attributes a lot).
+
+In cluster mode every statement runs ``ON CLUSTER``, data lives in ``<name>_local``
+tables on Replicated* engines, and ``<name>`` is a Distributed table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from canarytrace import attributes as A
+
+MIGRATIONS_TABLE = "schema_migrations"
+DEDUP_WINDOW = 10_000  # insert_deduplication_token memory for non-replicated tables
+
+
+def quote(text: str) -> str:
+    """A ClickHouse single-quoted string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def span_attr(name: str) -> str:
+    return f"SpanAttributes[{quote(name)}]"
+
+
+def resource_attr(name: str) -> str:
+    return f"ResourceAttributes[{quote(name)}]"
+
+
+@dataclass(frozen=True)
+class SchemaOptions:
+    database: str = "canarytrace"
+    cluster: str | None = None
+    ttl_days: int = 0
+
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER {quote(self.cluster)}" if self.cluster else ""
+
+    def local(self, table: str) -> str:
+        """The name of the table that holds the rows (``<table>_local`` on a cluster)."""
+        return f"{table}_local" if self.cluster else table
+
+    def engine(self, table: str, kind: str, args: str = "") -> str:
+        """``kind`` (e.g. ReplacingMergeTree) or its Replicated form with shard/replica macros."""
+        if not self.cluster:
+            return f"{kind}({args})"
+        path = quote(f"/clickhouse/tables/{{shard}}/{self.database}/{self.local(table)}")
+        replicated_args = ", ".join(a for a in (path, quote("{replica}"), args) if a)
+        return f"Replicated{kind}({replicated_args})"
+
+    def settings(self, *extra: str) -> str:
+        items = ["index_granularity = 8192", *extra]
+        if not self.cluster:
+            items.append(f"non_replicated_deduplication_window = {DEDUP_WINDOW}")
+        return "SETTINGS " + ", ".join(items)
+
+    def ttl(self, column: str) -> str:
+        if not self.ttl_days:
+            return ""
+        return f"TTL toDateTime({column}) + toIntervalDay({self.ttl_days})\n"
+
+
+def create_table(opts: SchemaOptions, table: str, body: str, shard_key: str) -> list[str]:
+    """CREATE TABLE for ``table``; on a cluster, the local table plus its Distributed twin."""
+    statements = [f"CREATE TABLE IF NOT EXISTS {opts.database}.{opts.local(table)}"
+                  f"{opts.on_cluster()}\n{body}"]
+    if opts.cluster:
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {opts.database}.{table}{opts.on_cluster()}\n"
+            f"AS {opts.database}.{opts.local(table)}\n"
+            f"ENGINE = Distributed({quote(opts.cluster)}, {quote(opts.database)}, "
+            f"{quote(opts.local(table))}, {shard_key})")
+    return statements
+
+
+def traces_statements(opts: SchemaOptions) -> list[str]:
+    model = (f"if({span_attr(A.GEN_AI_REQUEST_MODEL)} != '', "
+             f"{span_attr(A.GEN_AI_REQUEST_MODEL)}, {span_attr(A.GEN_AI_RESPONSE_MODEL)})")
+    project = (f"if({resource_attr(A.CANARY_PROJECT)} != '', "
+               f"{resource_attr(A.CANARY_PROJECT)}, 'default')")
+    body = f"""(
+    Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    TraceState String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    Duration UInt64 CODEC(ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    Events Nested (
+        Timestamp DateTime64(9),
+        Name LowCardinality(String),
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    Links Nested (
+        TraceId String,
+        SpanId String,
+        TraceState String,
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    Model LowCardinality(String) MATERIALIZED {model},
+    Variant LowCardinality(String) MATERIALIZED {span_attr(A.CANARY_VARIANT)},
+    Role LowCardinality(String) MATERIALIZED {span_attr(A.CANARY_ROLE)},
+    PairId String MATERIALIZED {span_attr(A.CANARY_PAIR_ID)},
+    Route LowCardinality(String) MATERIALIZED {span_attr(A.CANARY_ROUTE)},
+    Cohort LowCardinality(String) MATERIALIZED {span_attr(A.CANARY_COHORT)},
+    InputTokens UInt32 MATERIALIZED toUInt32OrZero({span_attr(A.GEN_AI_USAGE_INPUT_TOKENS)}),
+    OutputTokens UInt32 MATERIALIZED toUInt32OrZero({span_attr(A.GEN_AI_USAGE_OUTPUT_TOKENS)}),
+    ParserErrors UInt16 MATERIALIZED toUInt16OrZero({span_attr(A.CANARY_PARSER_ERRORS)}),
+    ParserRetries UInt16 MATERIALIZED toUInt16OrZero({span_attr(A.CANARY_PARSER_RETRIES)}),
+    Fallback UInt8 MATERIALIZED {span_attr(A.CANARY_FALLBACK)} = 'true',
+    Project LowCardinality(String) MATERIALIZED {project},
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_span_id SpanId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_duration Duration TYPE minmax GRANULARITY 1
+)
+ENGINE = {opts.engine("otel_traces", "ReplacingMergeTree")}
+PARTITION BY toDate(Timestamp)
+ORDER BY (Project, ServiceName, SpanName, toDateTime(Timestamp), SpanId)
+{opts.ttl("Timestamp")}{opts.settings("ttl_only_drop_parts = 1")}"""
+    return create_table(opts, "otel_traces", body, "cityHash64(TraceId)")
+
+
+def eval_results_statements(opts: SchemaOptions) -> list[str]:
+    body = f"""(
+    Timestamp DateTime64(3) CODEC(Delta, ZSTD(1)),
+    SpanTimestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
+    Project LowCardinality(String),
+    ServiceName LowCardinality(String),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    Evaluator LowCardinality(String),
+    EvaluatorVersion LowCardinality(String),
+    Score Nullable(Float64),
+    Passed Nullable(Bool),
+    Label LowCardinality(String),
+    Reason String CODEC(ZSTD(1)),
+    Details String CODEC(ZSTD(1)),
+    Model LowCardinality(String),
+    Variant LowCardinality(String),
+    Role LowCardinality(String),
+    PairId String CODEC(ZSTD(1)),
+    Route LowCardinality(String),
+    Cohort LowCardinality(String),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1
+)
+ENGINE = {opts.engine("eval_results", "ReplacingMergeTree", "Timestamp")}
+PARTITION BY toDate(SpanTimestamp)
+ORDER BY (Project, Evaluator, EvaluatorVersion, SpanId)
+{opts.ttl("SpanTimestamp")}{opts.settings()}"""
+    return create_table(opts, "eval_results", body, "cityHash64(SpanId)")
+
+
+def feedback_statements(opts: SchemaOptions) -> list[str]:
+    body = f"""(
+    Timestamp DateTime64(3),
+    Project LowCardinality(String),
+    TraceId String,
+    SpanId String,
+    FeedbackId String,
+    Score Float64,
+    Comment String CODEC(ZSTD(1)),
+    Source LowCardinality(String)
+)
+ENGINE = {opts.engine("feedback", "ReplacingMergeTree", "Timestamp")}
+ORDER BY (Project, TraceId, FeedbackId)
+{opts.ttl("Timestamp")}{opts.settings()}"""
+    return create_table(opts, "feedback", body, "cityHash64(TraceId)")
+
+
+def verdicts_statements(opts: SchemaOptions) -> list[str]:
+    body = f"""(
+    Timestamp DateTime64(3),
+    Project LowCardinality(String),
+    BaseModel LowCardinality(String),
+    CandidateModel LowCardinality(String),
+    Verdict LowCardinality(String),
+    Score Float64,
+    Window String,
+    Reasons String CODEC(ZSTD(1)),
+    Report String CODEC(ZSTD(1))
+)
+ENGINE = {opts.engine("verdicts", "MergeTree")}
+ORDER BY (Project, Timestamp)
+{opts.settings()}"""
+    return create_table(opts, "verdicts", body, "cityHash64(Project)")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: Callable[[SchemaOptions], list[str]]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create otel_traces", traces_statements),
+    Migration(2, "create eval_results", eval_results_statements),
+    Migration(3, "create feedback", feedback_statements),
+    Migration(4, "create verdicts", verdicts_statements),
+)
+
+
+def bootstrap_statements(opts: SchemaOptions) -> list[str]:
+    """The database and the table that records which migrations ran (safe to re-run)."""
+    body = f"""(
+    Version UInt32,
+    Name String,
+    AppliedAt DateTime64(3) DEFAULT now64(3)
+)
+ENGINE = {opts.engine(MIGRATIONS_TABLE, "ReplacingMergeTree", "AppliedAt")}
+ORDER BY Version"""
+    return [f"CREATE DATABASE IF NOT EXISTS {opts.database}{opts.on_cluster()}",
+            *create_table(opts, MIGRATIONS_TABLE, body, "Version")]
+
+
+def all_statements(opts: SchemaOptions) -> list[str]:
+    """Every DDL statement a fresh database needs, in order (what ``migrate`` runs)."""
+    statements = bootstrap_statements(opts)
+    for migration in MIGRATIONS:
+        statements += migration.statements(opts)
+    return statements

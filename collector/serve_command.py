@@ -1,0 +1,74 @@
+"""``canarytrace serve``: run the collector under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+
+import uvicorn
+from canarytrace.cli import CommandError
+from canarytrace.collector.settings import Settings
+from pydantic import ValidationError
+
+FLAGS = {  # flag -> Settings field; unset flags fall back to CANARYTRACE_* env, then defaults
+    "--host": "host", "--port": "port", "--store": "store", "--database": "database",
+    "--cluster": "cluster", "--ttl-days": "ttl_days", "--spool-dir": "spool_dir",
+    "--spool-max-bytes": "spool_max_bytes", "--flush-rows": "flush_rows",
+    "--flush-interval": "flush_interval_s", "--keys-file": "keys_file",
+    "--max-body-bytes": "max_body_bytes", "--ingest-workers": "ingest_workers",
+    "--log-level": "log_level",
+}
+
+
+def parse_settings(argv: list[str]) -> Settings:
+    parser = argparse.ArgumentParser(
+        prog="canarytrace serve",
+        description="OTLP/HTTP collector and query API. Every flag can also be set as "
+                    "CANARYTRACE_<NAME> (e.g. CANARYTRACE_STORE).")
+    for flag, field in FLAGS.items():
+        info = Settings.model_fields[field]
+        default = "" if "default:" in (info.description or "") else f" (default: {info.default})"
+        parser.add_argument(flag, dest=field, default=None, metavar=field.upper(),
+                            help=f"{info.description or field}{default}")
+    args = parser.parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise CommandError(f"invalid {error['loc'][0]}: {error['msg']}") from exc
+
+
+def main(argv: list[str]) -> int:
+    settings = parse_settings(argv)
+    from canarytrace.collector.app import create_app
+    from canarytrace.collector.state import Collector
+
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("urllib3", "clickhouse_connect"):  # their retries repeat our one-line errors
+        logging.getLogger(noisy).setLevel(max(logging.ERROR, logging.getLogger().level))
+    listener = listen(settings.host, settings.port)
+    try:
+        collector = Collector.start(settings)
+    except Exception as exc:  # noqa: BLE001 - reported as one line
+        listener.close()
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(f"cannot open store {settings.store_url}: {message}") from exc
+    config = uvicorn.Config(create_app(settings, collector), log_level=settings.log_level.lower(),
+                            access_log=False, timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run(sockets=[listener])
+    return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket first, so a taken port fails before the store is opened."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError as exc:
+        raise CommandError(f"could not listen on {host}:{port}: {exc.strerror}") from exc
+    return listener

@@ -1,0 +1,100 @@
+"""The collector's settings: one model, read from ``CANARYTRACE_*`` env vars and CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_STORE = "chdb://./.canarytrace/db"
+MIB = 1024 * 1024
+
+
+def resolve_store_url(url: str) -> str:
+    """Make a store URL absolute: ``chdb://rel/dir`` and bare paths become ``chdb:///abs/dir``."""
+    if "://" not in url:
+        url = f"chdb://{url}"
+    scheme, _, rest = url.partition("://")
+    if scheme != "chdb" or rest in ("", "memory", ":memory:"):
+        return url
+    return f"chdb://{os.path.abspath(rest)}"
+
+
+def chdb_path(url: str) -> Path | None:
+    """The directory of an embedded (chDB) store, or None for a ClickHouse server URL."""
+    url = resolve_store_url(url)
+    if not url.startswith("chdb://") or url in ("chdb://memory", "chdb://:memory:"):
+        return None
+    return Path(url.removeprefix("chdb://"))
+
+
+class Settings(BaseSettings):
+    """Everything ``canarytrace serve`` can be told; env ``CANARYTRACE_<FIELD>`` or a CLI flag."""
+
+    model_config = SettingsConfigDict(env_prefix="CANARYTRACE_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(4318, ge=0, le=65535, description="port to listen on")
+    store: str = Field(DEFAULT_STORE, description="chdb:///dir (embedded) or "
+                                                  "http(s)://user:pass@host:8123[/db]")
+    database: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="ClickHouse database (default: the server URL's path, else canarytrace)")
+    cluster: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]+$",
+                                description="ClickHouse cluster: ON CLUSTER DDL, Replicated "
+                                            "tables, Distributed tables")
+    ttl_days: int = Field(0, ge=0, description="drop spans older than this many days; 0 keeps all")
+
+    spool_dir: Path | None = Field(None, description="where acknowledged spans wait for the "
+                                                     "store (default: 'spool' next to it)")
+    spool_max_bytes: int = Field(512 * MIB, gt=0,
+                                 description="spool size at which requests get 503")
+    flush_rows: int = Field(10_000, gt=0, description="rows per ClickHouse insert (at most)")
+    flush_interval_s: float = Field(1.0, gt=0, description="longest time a span waits for insert")
+
+    keys_file: Path | None = Field(None, description="API keys file (default: keys.json next "
+                                                     "to the store)")
+    max_body_bytes: int = Field(8 * MIB, gt=0, description="request body limit, checked before "
+                                                           "and after gzip")
+    max_attribute_length: int = Field(128 * 1024, gt=0, description="longer values are truncated")
+    max_attributes_per_span: int = Field(1024, gt=0, description="spans with more are rejected")
+    max_attribute_key_length: int = Field(1024, gt=0, description="spans with longer keys rejected")
+
+    ingest_workers: int | None = Field(
+        None, ge=0, description="processes that decode and convert OTLP bodies "
+                                "(default: one per spare core, at most 4; 0: in the server)")
+    eval_enabled: bool = Field(True, description="score sampled spans in the background")
+    eval_interval_s: float = Field(30.0, gt=0, description="seconds between evaluation passes")
+    eval_grace_s: float = Field(300.0, ge=0, description="re-check this far behind the "
+                                                         "watermark for late spans")
+    eval_settle_s: float = Field(5.0, ge=0, description="leave younger spans to the next pass")
+    eval_lookback_s: float = Field(3600.0, ge=0, description="how far back the first pass looks")
+    eval_evaluators: str | None = Field(None, description="comma-separated evaluator names "
+                                                          "(default: every configured one)")
+    eval_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests scored")
+    eval_sample: str = Field("", description="per route/cohort rates, e.g. "
+                                             "'route=billing:0.5 cohort=eu:1'")
+
+    writer_fault_file: Path | None = Field(
+        None, description="test hook: while this file exists, the writer's inserts fail")
+    log_level: str = Field("warning", description="debug, info, warning or error")
+
+    @property
+    def store_url(self) -> str:
+        return resolve_store_url(self.store)
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the collector keeps its files: the embedded store's parent, else ./.canarytrace."""
+        path = chdb_path(self.store)
+        return path.parent if path else Path(".canarytrace").absolute()
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir or self.state_dir / "spool"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.keys_file or self.state_dir / "keys.json"
