@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import NoReturn
 
 from canarytrace.cli import CommandError
@@ -36,13 +35,12 @@ from canarytrace.evaluators.worker import (
     RunSummary,
     create_evaluators,
 )
+from canarytrace.times import parse_time
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 DEFAULT_STORE = "chdb://./.canarytrace/db"  # as canarytrace serve's (not imported: no pydantic)
 PIPE_WIDTH = 120
 """Width of the summary table when stdout is not a terminal (rich would pick 80)."""
@@ -81,19 +79,11 @@ def _parser() -> argparse.ArgumentParser:
 # --- arguments ----------------------------------------------------------------------------
 
 def parse_moment(text: str, now: datetime, flag: str) -> datetime:
-    """``now``, an ISO-8601 time (naive = UTC) or a duration back from now (``90m``, ``2h``);
-    the same forms ``canarytrace compare`` reads."""
-    if text.strip().lower() == "now":
-        return now
-    match = _DURATION.match(text.strip().lower())
-    if match:
-        return now - timedelta(**{_UNITS[match[2]]: float(match[1])})
+    """A ``--since``/``--until`` value, in the forms ``canarytrace compare`` reads."""
     try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise CommandError(f"{flag} {text!r}: use ISO-8601 (2024-05-01T12:00:00Z), 'now', or a "
-                           "duration back from now like 30m, 2h, 7d") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_time(text, now)
+    except ValueError as exc:
+        raise CommandError(f"{flag} {text!r}: {exc}") from None
 
 
 def parse_window(since: str, until: str | None) -> Window:

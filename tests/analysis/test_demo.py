@@ -1,0 +1,51 @@
+"""`canarytrace demo` as a newcomer runs it, and every dashboard panel on the demo's traffic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from canarytrace.collector import panels
+from canarytrace.collector.store import Store
+
+from tests.analysis.test_dashboards import GRAFANA_PANELS, GRAFANA_INTERVAL_S
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Run the real command once, in a fresh folder, without keeping the dashboard up."""
+    workdir = tmp_path_factory.mktemp("demo")
+    run = subprocess.run([sys.executable, "-m", "canarytrace.cli", "demo", "--no-serve"],
+                         cwd=workdir, capture_output=True, text=True, timeout=600)
+    return workdir, run
+
+
+@pytest.fixture(scope="module")
+def demo_store(demo):
+    workdir, _ = demo
+    store = Store.from_url(f"chdb://{workdir / '.canarytrace' / 'demo' / 'db'}")
+    yield store
+    store.close()
+
+
+def test_demo_ends_with_rollback_naming_billing_and_json_validity(demo):
+    workdir, run = demo
+    assert run.returncode == 0, run.stderr
+    assert "ROLLBACK" in run.stdout
+    assert "json_validation regressed in route=billing" in " ".join(run.stdout.split())
+    report = (workdir / "report.html").read_text()
+    assert "ROLLBACK" in report and "json_validation" in report
+
+
+@pytest.mark.parametrize("title", list(GRAFANA_PANELS))
+def test_every_grafana_panel_has_rows_on_the_demo_traffic(demo, demo_store, title):
+    now = datetime.now(UTC)
+    context = panels.QueryContext(now - timedelta(hours=1), now + timedelta(minutes=1),
+                                  GRAFANA_INTERVAL_S, dict.fromkeys(("project", "service",
+                                                                     "route", "model")))
+    sql = panels.expand(GRAFANA_PANELS[title]["targets"][0]["rawSql"], context)
+    assert demo_store.query(sql), f"panel {title!r} returned no rows on the demo's traffic"
