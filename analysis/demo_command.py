@@ -1,43 +1,40 @@
 """``canarytrace demo``: the whole loop on the embedded store, with simulated models.
 
 Starts a collector that owns a fresh embedded store, serves simulated traffic through
-``ct.Canary`` (every request mirrored to the candidate), evaluates the traces, prints the
+``ct.Canary`` (the candidate serves a tenth of the users; every other request is mirrored to
+it), evaluates the traces, prints the
 comparison verdict, writes ``report.html`` and leaves the dashboard URL on screen.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import re
 import shutil
-import socket
-import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import canarytrace as ct
-import httpx
 from canarytrace.analysis import demo_traffic as traffic
+from canarytrace.analysis.local_collector import CollectorProcessError, LocalCollector
 from canarytrace.cli import CommandError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 DEFAULT_DIRECTORY = Path(".canarytrace/demo")
-READY_TIMEOUT_S = 60.0
-DRAIN_TIMEOUT_S = 60.0
 CANARY_RATE = 0.1
 """Share of users the candidate serves (with fallback to the base); the rest are mirrored."""
-_SPOOL_SEGMENTS = re.compile(r"^canarytrace_spool_segments (\S+)$", re.MULTILINE)
+COLLECTOR_ENV = {"CANARYTRACE_FLUSH_INTERVAL_S": "0.2", "CANARYTRACE_EVAL_ENABLED": "false"}
+"""The demo's collector stores fast and leaves evaluation to the demo's own step."""
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="canarytrace demo", description=__doc__)
     parser.add_argument("--requests", type=int, default=900,
-                        help="user requests to simulate (each is mirrored; default 900)")
+                        help="user requests to simulate (default 900)")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIRECTORY,
                         help=f"demo folder, wiped at start (default {DEFAULT_DIRECTORY})")
     parser.add_argument("--port", type=int, default=0, help="collector port (default: a free one)")
@@ -52,60 +49,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-class Collector:
-    """``canarytrace serve`` as a child process owning the demo's store."""
-
-    def __init__(self, directory: Path, port: int) -> None:
-        self.port = port or _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (directory / "collector.log").open("wb")
-        env = {**os.environ, "CANARYTRACE_STORE": f"chdb://{(directory / 'db').resolve()}",
-               "CANARYTRACE_FLUSH_INTERVAL_S": "0.2", "CANARYTRACE_EVAL_ENABLED": "false"}
-        for name in ("CANARYTRACE_COLLECTOR", "CANARYTRACE_API_KEY", "CANARYTRACE_KEYS_FILE"):
-            env.pop(name, None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "canarytrace.cli", "serve", "--port", str(self.port)],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env)
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise CommandError(f"the collector exited early; see {self.log.name}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise CommandError(f"the collector did not become ready; see {self.log.name}")
-
-    def wait_drained(self) -> None:
-        """Wait until every acknowledged span has left the spool for ClickHouse."""
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while time.monotonic() < deadline:
-            match = _SPOOL_SEGMENTS.search(httpx.get(self.url + "/metrics", timeout=5).text)
-            if match and float(match.group(1)) == 0:
-                return
-            time.sleep(0.2)
-        raise CommandError("the collector did not store the demo's spans in time")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve_traffic(collector: Collector, count: int, progress: Progress) -> dict[str, Any]:
+def _serve_traffic(collector: LocalCollector, count: int, progress: Progress) -> ct.CanaryStats:
     provider = ct.init(service_name="shop-assistant", endpoint=collector.url, sample_rate=1.0)
     tracer = provider.get_tracer("canarytrace.demo")
     canary = ct.Canary(
@@ -124,7 +68,7 @@ def _serve_traffic(collector: Collector, count: int, progress: Progress) -> dict
                 _maybe_feedback(answer, request, rng)
             progress.advance(task)
     ct.force_flush()
-    return {"requests": count, "stats": canary.stats}
+    return canary.stats
 
 
 def _maybe_feedback(answer: Any, request: dict[str, Any], rng: random.Random) -> None:
@@ -140,7 +84,7 @@ def _maybe_feedback(answer: Any, request: dict[str, Any], rng: random.Random) ->
         ct.feedback(score=-1, comment="the invoice did not load")
 
 
-def _evaluate(collector: Collector) -> None:
+def _evaluate(collector: LocalCollector) -> None:
     from canarytrace.evaluators import evaluate_command
 
     code = evaluate_command.main(["--collector", collector.url, "--since", "1h",
@@ -150,14 +94,13 @@ def _evaluate(collector: Collector) -> None:
         raise CommandError(f"evaluation failed (exit {code})")
 
 
-def _compare(collector: Collector, output: Path) -> int:
+def _compare(collector: LocalCollector, output: Path) -> None:
     from canarytrace.analysis import compare_command
 
     common = ["--collector", collector.url, "--base", traffic.BASE_MODEL,
               "--candidate", traffic.CANDIDATE_MODEL, "--since", "1h", "--by", "route"]
-    code = compare_command.main(common)
+    compare_command.main(common)
     compare_command.main([*common, "--format", "html", "-o", str(output), "--no-record"])
-    return code
 
 
 def main(argv: list[str]) -> int:
@@ -166,38 +109,39 @@ def main(argv: list[str]) -> int:
     shutil.rmtree(args.dir, ignore_errors=True)
     args.dir.mkdir(parents=True)
     started = time.monotonic()
-    collector = Collector(args.dir, args.port)
+    store = f"chdb://{(args.dir / 'db').resolve()}"
     try:
-        with _progress(console) as progress:
-            step = progress.add_task("Starting the collector (embedded ClickHouse)", total=1)
-            collector.wait_ready()
-            progress.advance(step)
-            served = _serve_traffic(collector, args.requests, progress)
-            drain = progress.add_task("Storing spans", total=1)
-            collector.wait_drained()
-            progress.advance(drain)
-        stats = served["stats"]
-        console.print(f"Served {served['requests']} requests: {stats.served_candidate} by the "
-                      f"candidate ({stats.fallbacks} fell back to the base), the rest by the "
-                      f"base with {stats.mirrored} mirrored to the candidate "
-                      f"({stats.dropped} dropped).")
-        _evaluate(collector)
-        verdict_code = _compare(collector, args.output)
-        console.print(f"\nReport: [bold]{args.output.resolve()}[/]")
-        console.print(f"Demo finished in {time.monotonic() - started:.0f} s "
-                      f"(compare exit code {verdict_code}).")
-        serve = sys.stdin.isatty() if args.serve is None else args.serve
-        if serve:
-            console.print(f"Dashboard: [bold]{collector.url}/[/]  (Ctrl+C stops it)")
-            _wait_for_interrupt()
-        else:
-            store = f"chdb://{(args.dir / 'db').resolve()}"
-            console.print(f"Dashboard: canarytrace serve --store {store} "
-                          "and open http://127.0.0.1:4318/")
-    finally:
-        ct.shutdown()
-        collector.stop()
+        with ExitStack() as stack:
+            with console.status("Starting the collector (embedded ClickHouse)"):
+                collector = stack.enter_context(
+                    LocalCollector(store, args.dir / "collector.log", COLLECTOR_ENV, args.port))
+            stack.callback(ct.shutdown)  # flush the SDK while the collector still listens
+            _run_loop(collector, args, console)
+            console.print(f"Demo finished in {time.monotonic() - started:.0f} s.")
+            if sys.stdin.isatty() if args.serve is None else args.serve:
+                console.print(f"Dashboard: [bold]{collector.url}/[/]  (Ctrl+C stops it)")
+                _wait_for_interrupt()
+            else:
+                console.print(f"Dashboard: canarytrace serve --store {store} "
+                              "and open http://127.0.0.1:4318/")
+    except CollectorProcessError as exc:
+        raise CommandError(str(exc), exit_code=1) from None
     return 0
+
+
+def _run_loop(collector: LocalCollector, args: argparse.Namespace, console: Console) -> None:
+    """Traffic, storage, evaluation, verdict and report: the loop a team runs in production."""
+    with _progress(console) as progress:
+        stats = _serve_traffic(collector, args.requests, progress)
+        drain = progress.add_task("Storing spans", total=1)
+        collector.wait_drained()
+        progress.advance(drain)
+    console.print(f"Served {args.requests} requests: {stats.served_candidate} by the candidate "
+                  f"({stats.fallbacks} fell back to the base), the rest by the base with "
+                  f"{stats.mirrored} mirrored to the candidate ({stats.dropped} dropped).")
+    _evaluate(collector)
+    _compare(collector, args.output)
+    console.print(f"\nReport: [bold]{args.output.resolve()}[/]")
 
 
 def _progress(console: Console) -> Progress:

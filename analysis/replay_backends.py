@@ -11,15 +11,9 @@ everything after goes through its HTTP API (``CollectorBackend``), the only way 
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -30,8 +24,6 @@ from canarytrace.analysis.replay_models import ReplayError
 from canarytrace.analysis.service import ComparisonRequest, run_comparison
 from canarytrace.evaluators.sources import CollectorSource, Source, StoreSource
 
-READY_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 60.0
 VISIBLE_TIMEOUT_S = 60.0
 PAGE_LIMIT = 1000
 
@@ -61,84 +53,6 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-# --- a collector this run starts on the store -------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LocalCollector:
-    """``canarytrace serve --store URL`` on a free loopback port, for the length of a block."""
-
-    def __init__(self, store_url: str, log_path: Path) -> None:
-        self.store_url, self.log_path = store_url, log_path
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LocalCollector:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {key: value for key, value in os.environ.items()
-               if key not in ("CANARYTRACE_HOST", "CANARYTRACE_PORT", "CANARYTRACE_STORE")}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "canarytrace.cli", "serve", "--store", self.store_url,
-                 "--host", "127.0.0.1", "--port", str(self.port)],
-                env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.stop()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise ReplayError(f"canarytrace serve --store {self.store_url} exited: "
-                                  f"{self.last_log_line()} (if a 'canarytrace serve' owns "
-                                  "this store, replay through it with --collector URL)")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise ReplayError(f"canarytrace serve --store {self.store_url} was not ready after "
-                          f"{READY_TIMEOUT_S:.0f}s: {self.last_log_line()}")
-
-    def stop(self) -> None:
-        """SIGTERM and wait: the collector's last flush writes every spooled span."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-            raise ReplayError("the replay's collector did not stop in time; its spool keeps "
-                              "the spans and the next 'canarytrace serve' writes them") from None
-
-    def last_log_line(self) -> str:
-        try:
-            lines = [line for line in self.log_path.read_text(errors="replace").splitlines()
-                     if line.strip()]
-        except FileNotFoundError:
-            lines = []
-        return lines[-1] if lines else f"(no output; see {self.log_path})"
 
 
 def check_endpoint(url: str, api_key: str | None) -> None:

@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 from canarytrace.analysis.compare import EXIT_CODES
 from canarytrace.analysis.datasets import DatasetError, load_dataset
+from canarytrace.analysis.local_collector import CollectorProcessError, LocalCollector
 from canarytrace.analysis.policy import Policy, PolicyError, parse_policy
 from canarytrace.analysis.replay import (
     DEFAULT_BATCH_SIZE,
@@ -40,7 +41,6 @@ from canarytrace.analysis.replay import (
 from canarytrace.analysis.replay_backends import (
     Backend,
     CollectorBackend,
-    LocalCollector,
     StoreBackend,
     check_endpoint,
     replay_spans_only,
@@ -243,7 +243,7 @@ def main(argv: list[str]) -> int:
     console = Console(stderr=True)
     try:
         result, backend, manifest = _run(args, plan, console)
-    except ReplayError as exc:
+    except (ReplayError, CollectorProcessError) as exc:
         raise CommandError(str(exc), exit_code=1) from None
     try:
         window = _window(result)
