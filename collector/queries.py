@@ -48,7 +48,7 @@ class SpanFilter(BaseModel):
     pair_id: str | None = None
     trace_id: str | None = None
     span_name: str | None = None
-    operation: str | None = Field(None, description="gen_ai.operation.name")
+    operation: str | None = Field(None, description=f"{A.GEN_AI_OPERATION_NAME} equals this")
     llm_only: bool = Field(False, description="only chat/text_completion/generate_content spans")
     has_expectation: bool | None = Field(
         None, description="true: spans with a canary.expect.* attribute; false: without")

@@ -47,8 +47,8 @@ from opentelemetry import metrics, trace
 Request = Any
 Label = str | Callable[[Request], Any] | None
 
-_SPLIT_SALT = b"canary.split"
-_MIRROR_SALT = b"canary.mirror"
+_SPLIT_SALT = b"ct-canary-split"
+_MIRROR_SALT = b"ct-canary-mirror"
 _TWO_POW_64 = float(2**64)
 
 

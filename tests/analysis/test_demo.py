@@ -10,7 +10,7 @@ import pytest
 from canarytrace.collector import panels
 from canarytrace.collector.store import Store
 
-from tests.analysis.test_dashboards import GRAFANA_PANELS, GRAFANA_INTERVAL_S
+from tests.analysis.test_dashboards import GRAFANA_INTERVAL_S, GRAFANA_PANELS
 
 pytestmark = pytest.mark.slow
 
