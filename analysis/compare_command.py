@@ -13,11 +13,16 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from canarytrace.analysis.compare import EXIT_CODES
-from canarytrace.analysis.policy import Policy, PolicyError, default_policy, parse_policy
+from canarytrace.analysis.policy import (
+    Policy,
+    PolicyError,
+    default_policy,
+    parse_policy,
+    read_policy_text,
+)
 from canarytrace.analysis.service import (
     ComparisonRequest,
     StoreError,
@@ -25,21 +30,14 @@ from canarytrace.analysis.service import (
     run_comparison,
 )
 from canarytrace.analysis.window import parse_slicings, parse_window
-from canarytrace.cli import CommandError
+from canarytrace.cli import CommandError, CommandParser
 
 DEFAULT_STORE = "chdb://./.canarytrace/db"
 FORMATS = ("table", "json", "html")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises CommandError (one line, exit 2) instead of printing usage."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise CommandError(message, exit_code=2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="canarytrace compare", description=(
+    parser = CommandParser(prog="canarytrace compare", description=(
         "Compare a candidate model with its base per metric and slice, and decide: PROMOTE "
         "(exit 0), HOLD (exit 10) or ROLLBACK (exit 11)."))
     parser.add_argument("--base", required=True, help="base model (the Model column)")
@@ -68,8 +66,7 @@ def main(argv: list[str]) -> int:
     if args.store and args.collector:
         raise CommandError("give either --store or --collector, not both")
     request = _request(args)
-    policy_text = _policy_text(args.policy)
-    policy = _policy(policy_text, args.policy)
+    policy, policy_text = _policy(args.policy)
     collector = args.collector or (None if args.store else os.environ.get("CANARYTRACE_COLLECTOR"))
     if collector:
         report = _via_collector(collector, request, policy_text, args)
@@ -92,20 +89,14 @@ def _request(args: argparse.Namespace) -> ComparisonRequest:
     return ComparisonRequest(args.base, args.candidate, since, until, slicings)
 
 
-def _policy_text(path: str | None) -> str | None:
+def _policy(path: str | None) -> tuple[Policy, str | None]:
+    """The policy and its text (None for the default); a bad file is a usage error before
+    any data is read."""
     if path is None:
-        return None
+        return default_policy(), None
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise CommandError(f"cannot read policy file {path}: {reason or exc}") from exc
-
-
-def _policy(text: str | None, path: str | None) -> Policy:
-    """The policy (a bad file is a usage error before any data is read)."""
-    try:
-        return parse_policy(text, source=path) if text is not None else default_policy()
+        text = read_policy_text(path)
+        return parse_policy(text, source=path), text
     except PolicyError as exc:
         raise CommandError(str(exc)) from exc
 

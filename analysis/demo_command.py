@@ -20,23 +20,26 @@ from typing import Any
 import canarytrace as ct
 from canarytrace.analysis import demo_traffic as traffic
 from canarytrace.analysis.local_collector import CollectorProcessError, LocalCollector
-from canarytrace.cli import CommandError
+from canarytrace.cli import CommandError, CommandParser
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 DEFAULT_DIRECTORY = Path(".canarytrace/demo")
 CANARY_RATE = 0.1
 """Share of users the candidate serves (with fallback to the base); the rest are mirrored."""
+COLLECTOR_LOG = "collector.log"
+"""Written first in the demo's folder: a folder holding it is an earlier demo's, and is wiped."""
 COLLECTOR_ENV = {"CANARYTRACE_FLUSH_INTERVAL_S": "0.2", "CANARYTRACE_EVAL_ENABLED": "false"}
 """The demo's collector stores fast and leaves evaluation to the demo's own step."""
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="canarytrace demo", description=__doc__)
+    parser = CommandParser(prog="canarytrace demo", description=__doc__)
     parser.add_argument("--requests", type=int, default=900,
                         help="user requests to simulate (default 900)")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIRECTORY,
-                        help=f"demo folder, wiped at start (default {DEFAULT_DIRECTORY})")
+                        help=f"demo folder; an earlier demo's is wiped at start "
+                             f"(default {DEFAULT_DIRECTORY})")
     parser.add_argument("--port", type=int, default=0, help="collector port (default: a free one)")
     parser.add_argument("-o", "--output", type=Path, default=Path("report.html"))
     serve = parser.add_mutually_exclusive_group()
@@ -106,15 +109,14 @@ def _compare(collector: LocalCollector, output: Path) -> None:
 def main(argv: list[str]) -> int:
     args = _parse(argv)
     console = Console()
-    shutil.rmtree(args.dir, ignore_errors=True)
-    args.dir.mkdir(parents=True)
+    _fresh_directory(args.dir)
     started = time.monotonic()
     store = f"chdb://{(args.dir / 'db').resolve()}"
     try:
         with ExitStack() as stack:
             with console.status("Starting the collector (embedded ClickHouse)"):
                 collector = stack.enter_context(
-                    LocalCollector(store, args.dir / "collector.log", COLLECTOR_ENV, args.port))
+                    LocalCollector(store, args.dir / COLLECTOR_LOG, COLLECTOR_ENV, args.port))
             stack.callback(ct.shutdown)  # flush the SDK while the collector still listens
             _run_loop(collector, args, console)
             console.print(f"Demo finished in {time.monotonic() - started:.0f} s.")
@@ -127,6 +129,16 @@ def main(argv: list[str]) -> int:
     except CollectorProcessError as exc:
         raise CommandError(str(exc), exit_code=1) from None
     return 0
+
+
+def _fresh_directory(directory: Path) -> None:
+    """Wipe a previous demo's folder; refuse a folder with anything else in it."""
+    if directory.is_dir() and any(directory.iterdir()):
+        if not (directory / COLLECTOR_LOG).is_file():
+            raise CommandError(f"--dir {directory} is not empty and holds no earlier demo: "
+                               "give a new or empty folder")
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
 
 
 def _run_loop(collector: LocalCollector, args: argparse.Namespace, console: Console) -> None:

@@ -71,10 +71,6 @@ class MetricPolicy:
     max_samples: int = 20000
     enabled: bool = True
 
-    def harm(self, difference: float) -> float:
-        """The difference ``candidate - base`` oriented so that positive means worse."""
-        return difference if self.bad == UP else -difference
-
 
 @dataclass(frozen=True)
 class Policy:
@@ -113,11 +109,17 @@ def default_policy() -> Policy:
 
 def load_policy(path: str | Path) -> Policy:
     """Read a YAML (or JSON) policy file and merge it over the default."""
+    return parse_policy(read_policy_text(path), source=str(path))
+
+
+def read_policy_text(path: str | Path) -> str:
+    """The text of a policy file; PolicyError when it cannot be read as UTF-8."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"cannot read policy file {path}: {exc.strerror or exc}") from exc
-    return parse_policy(text, source=str(path))
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"cannot read policy file {path}: not UTF-8 text") from exc
 
 
 def parse_policy(text: str, source: str = "policy") -> Policy:

@@ -20,12 +20,12 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from canarytrace.analysis.compare import EXIT_CODES
 from canarytrace.analysis.datasets import DatasetError, load_dataset
 from canarytrace.analysis.local_collector import CollectorProcessError, LocalCollector
-from canarytrace.analysis.policy import Policy, PolicyError, parse_policy
+from canarytrace.analysis.policy import Policy, PolicyError, parse_policy, read_policy_text
 from canarytrace.analysis.replay import (
     DEFAULT_BATCH_SIZE,
     Manifest,
@@ -56,7 +56,7 @@ from canarytrace.analysis.replay_report import (
     write_json,
 )
 from canarytrace.analysis.service import ComparisonRequest
-from canarytrace.cli import CommandError
+from canarytrace.cli import CommandError, CommandParser
 from canarytrace.collector.settings import DEFAULT_STORE, chdb_path, resolve_store_url
 from canarytrace.evaluators.base import Evaluator
 from canarytrace.evaluators.sources import SourceError, Window
@@ -76,13 +76,8 @@ metrics:
 """Merged over the built-in policy when no ``--policy`` is given."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise CommandError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="canarytrace replay", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="canarytrace replay", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True,
                         help="'ifeval' (built-in, 541 prompts) or a JSONL file (IFEval rows, or "
                              "rows with prompt/messages and json_schema/tools/reference/task)")
@@ -142,10 +137,8 @@ def _policy(path: str | None) -> tuple[Policy, str]:
     if path is None:
         return parse_policy(REPLAY_POLICY, source="replay default"), REPLAY_POLICY
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_policy_text(path)
         return parse_policy(text, source=path), text
-    except OSError as exc:
-        raise CommandError(f"cannot read policy file {path}: {exc.strerror or exc}") from None
     except PolicyError as exc:
         raise CommandError(str(exc)) from None
 

@@ -109,6 +109,11 @@ class VerdictIn(BaseModel):
     report: dict[str, Any] = Field(default_factory=dict)
 
 
+_EVAL_LIST = TypeAdapter(list[EvalResultIn])
+_FEEDBACK = TypeAdapter(FeedbackIn)
+_VERDICT = TypeAdapter(VerdictIn)
+
+
 async def _parse(request: Request, collector: Collector, adapter: TypeAdapter[Any]) -> Any:
     """Validate a JSON body under the size limit; 413 or 422 with the exact problem."""
     try:
@@ -119,6 +124,11 @@ async def _parse(request: Request, collector: Collector, adapter: TypeAdapter[An
         return adapter.validate_json(body)
     except ValidationError as exc:
         raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from exc
+
+
+def _columns(model: BaseModel, **extra: Any) -> dict[str, Any]:
+    """A body's fields as a table row (``base_model`` -> column ``BaseModel``), plus ``extra``."""
+    return {**{to_pascal(k): v for k, v in model.model_dump().items()}, **extra}
 
 
 def _page(rows: list[dict[str, Any]], next_cursor: str | None, key: str) -> dict[str, Any]:
@@ -160,9 +170,6 @@ def list_eval_results(request: Request, project: Project,
     return _page(result.rows, result.next_cursor, "eval_results")
 
 
-_EVAL_LIST = TypeAdapter(list[EvalResultIn])
-
-
 @router.post("/api/eval_results")
 async def post_eval_results(request: Request, project: Project) -> dict[str, Any]:
     """Store a JSON list of eval results (re-scoring a span replaces its earlier result)."""
@@ -176,13 +183,11 @@ async def post_eval_results(request: Request, project: Project) -> dict[str, Any
 @router.post("/v1/feedback")
 async def post_feedback(request: Request, project: Project) -> dict[str, Any]:
     collector = collector_of(request)
-    feedback = await _parse(request, collector, TypeAdapter(FeedbackIn))
-    feedback_id = feedback.feedback_id or uuid.uuid4().hex
-    row = {"Project": project, "TraceId": feedback.trace_id, "SpanId": feedback.span_id,
-           "FeedbackId": feedback_id, "Score": feedback.score, "Comment": feedback.comment,
-           "Source": feedback.source}
+    feedback = await _parse(request, collector, _FEEDBACK)
+    row = _columns(feedback, Project=project,
+                   FeedbackId=feedback.feedback_id or uuid.uuid4().hex)
     await run_in_threadpool(collector.store.insert_feedback, [row])
-    return {"feedback_id": feedback_id}
+    return {"feedback_id": row["FeedbackId"]}
 
 
 @router.get("/api/feedback")
@@ -195,12 +200,8 @@ def list_feedback(request: Request, project: Project,
 @router.post("/api/verdicts")
 async def post_verdict(request: Request, project: Project) -> dict[str, Any]:
     collector = collector_of(request)
-    verdict = await _parse(request, collector, TypeAdapter(VerdictIn))
-    row = {"Project": project, "BaseModel": verdict.base_model,
-           "CandidateModel": verdict.candidate_model, "Verdict": verdict.verdict,
-           "Score": verdict.score, "Window": verdict.window, "Reasons": verdict.reasons,
-           "Report": verdict.report}
-    await run_in_threadpool(collector.store.insert_verdict, row)
+    verdict = await _parse(request, collector, _VERDICT)
+    await run_in_threadpool(collector.store.insert_verdict, _columns(verdict, Project=project))
     return {"inserted": 1}
 
 

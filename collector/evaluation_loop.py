@@ -80,7 +80,6 @@ class EvaluationLoop:
         self.batch_size = batch_size
         self.watermark_ns = time.time_ns() - int(lookback_s * NS_PER_S)
         self.passes = 0
-        self.last_summaries: dict[str, RunSummary] = {}
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="evaluation-loop", daemon=True)
@@ -118,7 +117,7 @@ class EvaluationLoop:
         if all(summary.complete for summary in summaries.values()):
             self.watermark_ns = max(self.watermark_ns, until_ns)
         self.passes += 1
-        self.last_summaries, self.last_error = summaries, None
+        self.last_error = None
         return summaries
 
     def _evaluate(self, project: str, window: Window) -> RunSummary:

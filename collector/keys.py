@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from canarytrace.collector.schema import DEFAULT_PROJECT
+
 PREFIX = "ct"
-DEFAULT_PROJECT = "default"
 
 
 class Unauthorized(Exception):

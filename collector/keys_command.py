@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from canarytrace.cli import CommandError
+from canarytrace.cli import CommandError, CommandParser
 from canarytrace.collector.keys import KeyRing
-from canarytrace.collector.settings import Settings
+from canarytrace.collector.settings import load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="canarytrace keys",
         description="API keys bind a client to one project. Stored hashed in keys.json next "
                     "to the store; a running collector picks up changes without restart.")
@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     overrides = {k: v for k, v in (("store", args.store), ("keys_file", args.keys_file)) if v}
-    ring = KeyRing(Settings(**overrides).keys_path)
+    ring = KeyRing(load_settings(**overrides).keys_path)
     if args.action == "create":
         if not args.project.strip():
             raise CommandError("--project must not be empty")

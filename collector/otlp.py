@@ -94,6 +94,8 @@ def _decode_json(body: bytes) -> ExportTraceServiceRequest:
         raise BadRequest(400, f"JSON body is not valid UTF-8 (byte {exc.start})") from exc
     except ValueError as exc:
         raise BadRequest(400, f"malformed JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest(400, "malformed JSON: nested too deeply") from exc
     if not isinstance(document, dict):
         raise BadRequest(400, "JSON body must be an object with a 'resourceSpans' list")
     _hex_ids_to_base64(document)

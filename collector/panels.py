@@ -181,12 +181,16 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def expand(sql: str, ctx: QueryContext) -> str:
-    """Panel SQL as the ClickHouse plugin would send it for ``ctx``."""
+    """Panel SQL as the ClickHouse plugin would send it for ``ctx``.
+
+    Variables are filled in last, so a selected value stays a quoted literal: no macro in it
+    is expanded (the page passes filter values from any caller).
+    """
     if not _IDENTIFIER.match(ctx.database):
         raise PanelError(f"invalid database name {ctx.database!r}")
     sql = _expand_conditional_alls(sql, ctx)
-    sql = _interpolate_variables(sql, ctx)
-    return _expand_macros(sql, ctx)
+    sql = _expand_macros(sql, ctx)
+    return _interpolate_variables(sql, ctx)
 
 
 def _macro_calls(sql: str, name: str | None = None):

@@ -83,12 +83,13 @@ class Preparer:
     async def prepare(self, body: bytes, encoding: otlp.Encoding, project: str) -> Prepared:
         if self._pool is None:
             return prepare(body, encoding, project, self._builder)
-        loop = asyncio.get_running_loop()
+        loop, pool = asyncio.get_running_loop(), self._pool
         try:
-            return await loop.run_in_executor(self._pool, _prepare_in_worker, body, encoding,
-                                              project)
+            return await loop.run_in_executor(pool, _prepare_in_worker, body, encoding, project)
         except BrokenProcessPool:  # a worker died (OOM kill): replace the pool, do it here
-            self._pool = self._new_pool()
+            if self._pool is pool:  # once, though every request in flight sees it broken
+                self._pool = self._new_pool()
+                pool.shutdown(wait=False)
             return prepare(body, encoding, project, self._builder)
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from canarytrace import attributes as A
 
 MIGRATIONS_TABLE = "schema_migrations"
+DEFAULT_PROJECT = "default"  # spans sent without an API key (or with none configured)
 DEDUP_WINDOW = 10_000  # insert_deduplication_token memory for non-replicated tables
 
 
@@ -84,7 +85,7 @@ def traces_statements(opts: SchemaOptions) -> list[str]:
     model = (f"if({span_attr(A.GEN_AI_REQUEST_MODEL)} != '', "
              f"{span_attr(A.GEN_AI_REQUEST_MODEL)}, {span_attr(A.GEN_AI_RESPONSE_MODEL)})")
     project = (f"if({resource_attr(A.CANARY_PROJECT)} != '', "
-               f"{resource_attr(A.CANARY_PROJECT)}, 'default')")
+               f"{resource_attr(A.CANARY_PROJECT)}, {quote(DEFAULT_PROJECT)})")
     body = f"""(
     Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),

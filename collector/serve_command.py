@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import socket
 
 import uvicorn
-from canarytrace.cli import CommandError
-from canarytrace.collector.settings import Settings
-from pydantic import ValidationError
+from canarytrace.cli import CommandError, CommandParser
+from canarytrace.collector.settings import Settings, load_settings
 
 FLAGS = {  # flag -> Settings field; unset flags fall back to CANARYTRACE_* env, then defaults
     "--host": "host", "--port": "port", "--store": "store", "--database": "database",
@@ -22,7 +20,7 @@ FLAGS = {  # flag -> Settings field; unset flags fall back to CANARYTRACE_* env,
 
 
 def parse_settings(argv: list[str]) -> Settings:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="canarytrace serve",
         description="OTLP/HTTP collector and query API. Every flag can also be set as "
                     "CANARYTRACE_<NAME> (e.g. CANARYTRACE_STORE).")
@@ -32,12 +30,7 @@ def parse_settings(argv: list[str]) -> Settings:
         parser.add_argument(flag, dest=field, default=None, metavar=field.upper(),
                             help=f"{info.description or field}{default}")
     args = parser.parse_args(argv)
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    try:
-        return Settings(**given)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise CommandError(f"invalid {error['loc'][0]}: {error['msg']}") from exc
+    return load_settings(**{k: v for k, v in vars(args).items() if v is not None})
 
 
 def main(argv: list[str]) -> int:
@@ -55,6 +48,8 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # noqa: BLE001 - reported as one line
         listener.close()
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, ValueError):  # a bad setting, e.g. an unknown evaluator
+            raise CommandError(message) from exc
         raise CommandError(f"cannot open store {settings.store_url}: {message}") from exc
     config = uvicorn.Config(create_app(settings, collector), log_level=settings.log_level.lower(),
                             access_log=False, timeout_graceful_shutdown=10)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from canarytrace.cli import CommandError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_STORE = "chdb://./.canarytrace/db"
@@ -98,3 +100,12 @@ class Settings(BaseSettings):
     @property
     def keys_path(self) -> Path:
         return self.keys_file or self.state_dir / "keys.json"
+
+
+def load_settings(**given: Any) -> Settings:
+    """Settings from ``given`` over ``CANARYTRACE_*`` env; a bad value is one CommandError line."""
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise CommandError(f"invalid {error['loc'][0]}: {error['msg']}") from exc

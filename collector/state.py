@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from canarytrace.collector.evaluation_loop import EvaluationLoop, loop_from_settings
@@ -29,24 +30,34 @@ class Collector:
 
     @classmethod
     def start(cls, settings: Settings) -> Collector:
-        """Open the store (migrating it), replay the spool, start the writer and the evaluation."""
-        store = Store.from_url(settings.store_url, settings.database, settings.cluster,
-                               settings.ttl_days)
-        store.migrate()
-        metrics = CollectorMetrics()
-        spool = Spool(settings.spool_path, settings.spool_max_bytes)
-        metrics.watch_spool(lambda: spool.size_bytes, lambda: spool.pending_segments)
-        writer = Writer(spool, store, metrics, settings.flush_rows, settings.flush_interval_s,
-                        settings.writer_fault_file)
+        """Open the store (migrating it), replay the spool, start the writer and the evaluation.
+
+        A failure part way (a bad evaluation setting, an unwritable spool) closes what was
+        opened and raises; ValueError means a bad setting.
+        """
+        with contextlib.ExitStack() as opened:
+            store = Store.from_url(settings.store_url, settings.database, settings.cluster,
+                                   settings.ttl_days)
+            opened.callback(store.close)
+            store.migrate()
+            evaluation = loop_from_settings(store, settings)
+            spool = Spool(settings.spool_path, settings.spool_max_bytes)
+            opened.callback(spool.close)
+            metrics = CollectorMetrics()
+            metrics.watch_spool(lambda: spool.size_bytes, lambda: spool.pending_segments)
+            writer = Writer(spool, store, metrics, settings.flush_rows, settings.flush_interval_s,
+                            settings.writer_fault_file)
+            limits = Limits(settings.max_attribute_length, settings.max_attributes_per_span,
+                            settings.max_attribute_key_length)
+            workers = default_workers() if settings.ingest_workers is None \
+                else settings.ingest_workers
+            collector = cls(settings, store, spool, writer, KeyRing(settings.keys_path), metrics,
+                            Preparer(limits, workers), evaluation)
+            opened.pop_all()
         writer.start()
-        limits = Limits(settings.max_attribute_length, settings.max_attributes_per_span,
-                        settings.max_attribute_key_length)
-        workers = default_workers() if settings.ingest_workers is None else settings.ingest_workers
-        evaluation = loop_from_settings(store, settings)
         if evaluation is not None:
             evaluation.start()
-        return cls(settings, store, spool, writer, KeyRing(settings.keys_path), metrics,
-                   Preparer(limits, workers), evaluation)
+        return collector
 
     def stop(self) -> None:
         if self.evaluation is not None:

@@ -33,10 +33,10 @@ from canarytrace.collector.queries import (
     to_ns,
 )
 from canarytrace.collector.rows import format_ns
+from canarytrace.collector.schema import DEFAULT_PROJECT
 from canarytrace.collector.settings import resolve_store_url
 from clickhouse_connect.driver.client import Client
 
-DEFAULT_PROJECT = "default"
 DEFAULT_DATABASE = "canarytrace"
 SPAN_SELECT = """toUnixTimestamp64Nano(Timestamp) AS TimestampNs, TraceId, SpanId, ParentSpanId,
     TraceState, SpanName, SpanKind, ServiceName, ResourceAttributes, ScopeName, ScopeVersion,

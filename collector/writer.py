@@ -99,9 +99,14 @@ class Writer:
         self.spool.remove(segment)
 
     def _count_refusal(self, segment: Segment) -> None:
-        """Quarantine a segment the (reachable) store keeps refusing, so the rest can flow."""
+        """Quarantine a segment the (reachable) store keeps refusing, so the rest can flow.
+
+        Failures while the store does not answer are an outage, not a refusal: not counted.
+        """
+        if not self.store.ping():
+            return
         self._refusals[segment] = self._refusals.get(segment, 0) + 1
-        if self._refusals[segment] >= REFUSALS_BEFORE_QUARANTINE and self.store.ping():
+        if self._refusals[segment] >= REFUSALS_BEFORE_QUARANTINE:
             log.error("ClickHouse refused spool segment %s %d times; moved to spool/dead",
                       segment.path.name, self._refusals.pop(segment))
             self.spool.remove(segment, quarantine=True)

@@ -62,6 +62,11 @@ class SpanRecord:
         return messages.text_of(self.output_messages)
 
 
+JUDGE_ERROR = "judge_error"
+"""The label of a result the judge could not give (down, timed out): provisional, so the
+worker scores that span again on its next run instead of counting it as done."""
+
+
 @dataclass(frozen=True)
 class EvalResult:
     """What an evaluator says about one span. ``passed`` is None for score-only evaluators."""

@@ -15,9 +15,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import NoReturn
 
-from canarytrace.cli import CommandError
+from canarytrace.cli import CommandError, CommandParser
 from canarytrace.evaluators.base import Evaluator
 from canarytrace.evaluators.registry import EvaluatorLoadError, UnknownEvaluatorError
 from canarytrace.evaluators.sampling import SamplingRule
@@ -46,13 +45,8 @@ PIPE_WIDTH = 120
 """Width of the summary table when stdout is not a terminal (rich would pick 80)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise CommandError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="canarytrace evaluate", description=(
+    parser = CommandParser(prog="canarytrace evaluate", description=(
         "Score the sampled spans of a time window and write eval_results. Times are "
         "ISO-8601 (UTC unless they say otherwise) or durations back from now: 30m, 2h, 7d."))
     parser.add_argument("--since", required=True, help="window start (e.g. 2h or 2024-05-01T00:00)")

@@ -62,7 +62,7 @@ def schema_errors(validator: Draft202012Validator, instance: Any) -> list[dict[s
 def _count(span: SpanRecord, key: str) -> int:
     try:
         return max(int(float(span.attributes.get(key) or 0)), 0)
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, NaN, infinity
         return 0
 
 

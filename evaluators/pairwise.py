@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from canarytrace import attributes as A
-from canarytrace.evaluators.base import EvalResult, Evaluator, SpanRecord
+from canarytrace.evaluators.base import JUDGE_ERROR, EvalResult, Evaluator, SpanRecord
 from canarytrace.evaluators.judges import (
     JudgeBackend,
     judge_from_env,
@@ -127,7 +127,7 @@ class PairwiseJudge(Evaluator):
     def _result(first: tuple[str | None, str], second: tuple[str | None, str]) -> EvalResult:
         errors = [error for reply, error in (first, second) if reply is None]
         if errors:
-            return EvalResult(None, None, "judge_error", f"the judge failed: {errors[0]}")
+            return EvalResult(None, None, JUDGE_ERROR, f"the judge failed: {errors[0]}")
         verdicts = parse_preference(first[0]), parse_preference(second[0])
         details = {"candidate_first": verdicts[0], "candidate_second": verdicts[1],
                    "replies": [first[0][-500:], second[0][-500:]]}

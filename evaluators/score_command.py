@@ -14,9 +14,9 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
-from canarytrace.cli import CommandError
+from canarytrace.cli import CommandError, CommandParser
 from canarytrace.evaluators.instructions import (
     Instruction,
     InstructionError,
@@ -51,13 +51,8 @@ class Scored:
                            "strict": self.strict, "loose": self.loose})
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise CommandError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="canarytrace score", description=(
+    parser = CommandParser(prog="canarytrace score", description=(
         "Score IFEval-format responses offline: JSONL verdicts and the four IFEval accuracies."))
     parser.add_argument("--dataset", required=True, type=Path,
                         help="JSONL of {key, prompt, instruction_id_list, kwargs}")

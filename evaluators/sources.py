@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
-from canarytrace.evaluators.base import SpanRecord
+from canarytrace.evaluators.base import JUDGE_ERROR, SpanRecord
 
 if TYPE_CHECKING:
     from canarytrace.collector.store import Store
@@ -86,14 +86,6 @@ def span_record(row: Mapping[str, Any]) -> SpanRecord:
         route=row.get("Route", ""), cohort=row.get("Cohort", ""))
 
 
-def utc_ns(moment: datetime) -> int:
-    """Nanoseconds since the epoch; naive datetimes are taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
 # --- direct: a Store this process owns ------------------------------------------------------
 
 class StoreSource:
@@ -126,16 +118,13 @@ class StoreSource:
         return [span_record(row) for row in self.store.get_trace(self.project, trace_id)]
 
     def scored_span_ids(self, evaluator: str, version: str, window: Window) -> set[str]:
-        conditions = ["Project = {project:String}", "Evaluator = {evaluator:String}",
-                      "EvaluatorVersion = {version:String}",
-                      "SpanTimestamp >= fromUnixTimestamp64Nano({since:Int64})"]
-        parameters = {"project": self.project, "evaluator": evaluator, "version": version,
-                      "since": utc_ns(window.since)}
-        if window.until is not None:
-            conditions.append("SpanTimestamp < fromUnixTimestamp64Nano({until:Int64})")
-            parameters["until"] = utc_ns(window.until)
+        from canarytrace.collector.queries import EvalFilter, eval_conditions
+
+        conditions = eval_conditions(self.project, EvalFilter(
+            evaluator=evaluator, evaluator_version=version, **window.filters()))
+        conditions.add("Label != {provisional:String}", provisional=JUDGE_ERROR)
         rows = self.store.query(f"SELECT DISTINCT SpanId FROM {self.store.table('eval_results')} "
-                                f"WHERE {' AND '.join(conditions)}", parameters)
+                                f"WHERE {conditions.sql()}", conditions.parameters)
         return {row["SpanId"] for row in rows}
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -265,7 +254,7 @@ class CollectorSource:
                   "limit": str(EVAL_PAGE_LIMIT),
                   **{name: _query_value(value) for name, value in window.filters().items()}}
         return {row["SpanId"] for rows in self._pages("/api/eval_results", "eval_results", params)
-                for row in rows}
+                for row in rows if row.get("Label") != JUDGE_ERROR}
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """POST the rows; the collector stamps the project (from the key) and the scoring

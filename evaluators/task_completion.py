@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from canarytrace import attributes as A
-from canarytrace.evaluators.base import EvalResult, Evaluator, SpanRecord
+from canarytrace.evaluators.base import JUDGE_ERROR, EvalResult, Evaluator, SpanRecord
 from canarytrace.evaluators.judges import (
     FAIL,
     PASS,
@@ -76,7 +76,7 @@ def judge_messages(rubric: str, task: str, answer: str, reference: str = "") -> 
 
 def _judged(reply: str | None, error: str) -> Check:
     if reply is None:
-        return Check(None, None, "judge_error", f"the judge failed: {error}")
+        return Check(None, None, JUDGE_ERROR, f"the judge failed: {error}")
     verdict = parse_pass_fail(reply)
     details = {"method": "judge", "judge_reply": reply[-1000:]}
     if verdict == PASS:
@@ -89,6 +89,7 @@ def _judged(reply: str | None, error: str) -> Check:
 
 
 def _required_tools(span: SpanRecord) -> list[str]:
+    """The tool names ``canary.expect.tools`` lists; none when it is absent or unreadable."""
     try:
         return [call.name for call in parse_expectation(span.expectation(A.CANARY_EXPECT_TOOLS))]
     except InvalidExpectation:
@@ -100,7 +101,7 @@ def trajectory_check(span: SpanRecord, final_kinds: frozenset[str] = FINAL_STEP_
     steps = [s.attributes.get(A.AGENT_TRAJECTORY_STEP_KIND, "") for s in descendants(span)
              if s.attributes.get(A.AGENT_TRAJECTORY_STEP_KIND)]
     has_final = final_step(span, final_kinds) is not None
-    required = _required_tools(span) if span.attributes.get(A.CANARY_EXPECT_TOOLS) else []
+    required = _required_tools(span)
     used = [str(call["name"]) for call in called_tools(span)]
     missing = [n for n in required if not any(same_function(u, n) for u in used)]
     met = [has_final] + [name not in missing for name in required]

@@ -23,6 +23,7 @@ from canarytrace.evaluators.base import EvalResult, Evaluator, SpanRecord
 from canarytrace.evaluators.registry import EvaluatorRegistry, default_registry
 from canarytrace.evaluators.sampling import SamplingRule
 from canarytrace.evaluators.sources import Source, Window
+from canarytrace.evaluators.traces import is_agent
 
 logger = logging.getLogger("canarytrace.evaluators")
 
@@ -57,10 +58,6 @@ class Tally:
     @property
     def no_verdict(self) -> int:
         return self.scored - self.passed - self.failed
-
-    @property
-    def mean_score(self) -> float | None:
-        return self.score_sum / self.score_count if self.score_count else None
 
     def add(self, result: EvalResult) -> None:
         self.scored += 1
@@ -121,10 +118,6 @@ def result_row(span: SpanRecord, evaluator: Evaluator, result: EvalResult,
     }
 
 
-def is_agent_run(span: SpanRecord) -> bool:
-    return span.attributes.get(A.GEN_AI_OPERATION_NAME) == A.OPERATION_INVOKE_AGENT
-
-
 class EvaluationRun:
     """Scores the sampled spans of one project's time window with a set of evaluators."""
 
@@ -181,7 +174,7 @@ class EvaluationRun:
     def _attach(self, span: SpanRecord, by_pair: dict[str, list[SpanRecord]],
                 traces: dict[str, list[SpanRecord]]) -> SpanRecord:
         related: list[SpanRecord] = []
-        if is_agent_run(span):
+        if is_agent(span):
             if span.trace_id not in traces:
                 traces[span.trace_id] = self.source.trace(span.trace_id)
             related += traces[span.trace_id]

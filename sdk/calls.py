@@ -7,7 +7,9 @@ arguments win over the scope. Every method swallows SDK-side failures: telemetry
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +18,7 @@ from canarytrace import attributes as A
 from canarytrace import capture, messages
 from canarytrace._runtime import get_tracer, state
 from canarytrace._safety import log_once
-from canarytrace.context import current_scope
+from canarytrace.context import current_scope, take_deadline
 from canarytrace.responses import parse_response
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -58,7 +60,7 @@ def start_call(name: str, attributes: Mapping[str, Any]) -> LlmCall:
     if scope:
         attributes = {**scope, **attributes}
     span = state.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-    return LlmCall(span)
+    return LlmCall(span, take_deadline())
 
 
 def _attribute_value(value: Any) -> Any:
@@ -71,13 +73,15 @@ def _attribute_value(value: Any) -> Any:
 
 
 class LlmCall:
-    """One LLM call's span; set its input and output, attributes, errors."""
+    """One LLM call's span; set its input and output, attributes, errors. A call that ends
+    after its ``deadline`` (``time.monotonic()``) without an error is marked a TimeoutError."""
 
     __slots__ = ("span", "recording", "_tokens", "_input", "_parser_errors", "_parser_retries",
-                 "_ended")
+                 "_ended", "_deadline")
 
-    def __init__(self, span: trace.Span) -> None:
+    def __init__(self, span: trace.Span, deadline: float | None = None) -> None:
         self.span = span
+        self._deadline = deadline
         self.recording = span.is_recording()
         self._tokens: tuple[Any, Any] | None = None
         self._input: str | None = None  # serialized now, set with the output (one span update)
@@ -142,6 +146,9 @@ class LlmCall:
         """Mark the call failed: status ERROR, ``error.type``, and the exception as an event."""
         if not self.recording:
             return
+        if isinstance(exc, asyncio.CancelledError) and self._overran():
+            exc = TimeoutError("the call was cancelled at its timeout")
+        self._deadline = None  # one error per call: a late failure is not also a timeout
         try:
             self.span.set_status(Status(StatusCode.ERROR, str(exc) or type(exc).__name__))
             self.span.set_attribute(A.ERROR_TYPE, type(exc).__qualname__)
@@ -177,11 +184,16 @@ class LlmCall:
         except Exception as exc:  # noqa: BLE001 - telemetry never raises
             log_once("could not deactivate span", exc)
 
+    def _overran(self) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
+
     def end(self) -> None:
         """End the span once; later calls do nothing."""
         if self._ended:
             return
         self._ended = True
+        if self._overran():
+            self.record_error(TimeoutError("the call ended after its timeout"))
         try:
             if self._input is not None:
                 self.span.set_attribute(A.GEN_AI_INPUT_MESSAGES, self._input)

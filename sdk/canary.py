@@ -14,8 +14,8 @@ parent-based sampling decision: it is sampled whole or not at all.
 
 Timeouts: an async candidate is cancelled at ``timeout_s``. A sync one cannot be interrupted: as
 primary it runs on a worker thread that the caller stops waiting for; a call (primary or
-shadow) that ends after ``timeout_s`` is counted as a timeout and, when the canary made its
-span, recorded there as a ``TimeoutError``.
+shadow) that ends after ``timeout_s`` is counted as a timeout. Either way the arm's span
+(``@llm``'s own or the canary's) records a ``TimeoutError``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from canarytrace import _runtime
 from canarytrace import attributes as A
 from canarytrace._safety import log_once
 from canarytrace.calls import llm_call
-from canarytrace.context import is_instrumented, scoped_attributes
+from canarytrace.context import is_instrumented, scoped_attributes, scoped_deadline
 from opentelemetry import metrics, trace
 
 Request = Any
@@ -210,39 +210,40 @@ class ShadowPool:
 
     def close(self, timeout: float) -> int:
         """Stop accepting jobs, wait up to ``timeout`` s for the accepted ones; return how many
-        queued jobs were discarded unrun because the wait ran out."""
+        queued jobs were discarded unrun because the wait ran out (running ones finish)."""
         self._closed = True
         if not self._threads:
             return 0
         deadline = time.monotonic() + timeout
-        discarded = 0
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            discarded = _discard_queued(self._queue)
-            self.stop_soon()
+        _put_stop(self._queue, timeout)
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(max(deadline - time.monotonic(), 0.0))
-        if not any(thread.is_alive() for thread in self._threads):
-            _discard_queued(self._queue)  # the stop marker the last worker left
+        discarded = _discard_queued(self._queue)  # also the stop marker the last worker left
+        if any(thread.is_alive() for thread in self._threads):
+            self.stop_soon()
         return discarded
 
     def stop_soon(self) -> None:
         """Let the workers exit once the queued jobs are done; never blocks (for finalizers)."""
         self._closed = True
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(_STOP)
+        _put_stop(self._queue)
+
+
+def _put_stop(jobs: queue.Queue[Any], timeout: float | None = None) -> None:
+    """Queue the stop marker (unless the queue stays full); a marker is never a pending task."""
+    with contextlib.suppress(queue.Full):
+        jobs.put(_STOP, block=timeout is not None, timeout=timeout)
+        jobs.task_done()
 
 
 def _work(jobs: queue.Queue[Any]) -> None:
     while True:
         job = jobs.get()
+        if job is _STOP:  # pass the marker on to the next worker, then exit
+            _put_stop(jobs)
+            return
         try:
-            if job is _STOP:  # pass the marker on to the next worker, then exit
-                with contextlib.suppress(queue.Full):
-                    jobs.put_nowait(_STOP)
-                return
             job()
         except Exception as exc:  # noqa: BLE001 - a shadow never takes its worker down
             log_once("canary shadow job failed", exc)
@@ -258,8 +259,9 @@ def _discard_queued(jobs: queue.Queue[Any]) -> int:
             job = jobs.get_nowait()
         except queue.Empty:
             return discarded
-        jobs.task_done()
-        discarded += job is not _STOP
+        if job is not _STOP:
+            jobs.task_done()
+            discarded += 1
 
 
 class AsyncShadows:
@@ -595,7 +597,8 @@ class Canary:
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop mirroring and wait up to ``timeout`` s for accepted shadow calls; afterwards
-        the canary serves the base only. Queued shadows still waiting then are dropped."""
+        the canary serves the base only. Queued shadows still waiting then are dropped (and
+        counted); running ones finish in the background."""
         self._closed = True
         dropped = self._pool.close(timeout)
         if dropped:
@@ -658,24 +661,24 @@ def _result_within(future: Future[Any], timeout_s: float) -> Any:
 
 def _run_arm(arm: _Arm, request: Request, scope: Mapping[str, Any],
              deadline: float | None = None) -> Any:
-    """Call one arm inside its scope; an uninstrumented arm gets an ``llm_call`` span. A call
-    that ends after ``deadline`` (it cannot be interrupted) is marked a TimeoutError."""
-    with scoped_attributes(scope):
+    """Call one arm inside its scope; an uninstrumented arm gets an ``llm_call`` span. The
+    arm's span is marked a TimeoutError when the call (it cannot be interrupted) ends after
+    ``deadline``."""
+    with scoped_attributes(scope), scoped_deadline(deadline):
         if arm.instrumented:
             return arm.fn(request)
         with llm_call(model=arm.model) as call:
             call.set_input(_messages_of(request))
             answer = arm.fn(request)
             call.set_output(answer)
-            if _overran(deadline):
-                call.record_error(TimeoutError("the call ended after timeout_s"))
             return answer
 
 
 async def _arun_arm(arm: _Arm, request: Request, scope: Mapping[str, Any],
                     timeout_s: float | None = None) -> Any:
     """``_run_arm`` for async arms: ``timeout_s`` cancels the call (``asyncio.wait_for``)."""
-    with scoped_attributes(scope):
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    with scoped_attributes(scope), scoped_deadline(deadline):
         if arm.instrumented:
             return await _within(arm.fn(request), timeout_s)
         with llm_call(model=arm.model) as call:

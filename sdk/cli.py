@@ -7,9 +7,11 @@ subcommand whose extra is missing says which ``pip install`` to run.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 
 class CommandError(Exception):
@@ -18,6 +20,13 @@ class CommandError(Exception):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse for subcommands: a usage error is one line on stderr and exit 2, no usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandError(message, exit_code=2)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 ``Canary`` opens a scope per arm call; every LLM span started inside it (``@llm``,
 ``llm_call``, instrumented transformers) copies these attributes at start, so
-nested spans carry the same variant, role, pair id, route and cohort.
+nested spans carry the same variant, role, pair id, route and cohort. A scope may also carry
+a deadline, which only the first LLM span started inside it (the arm's own) takes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from typing import Any
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _scope: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
     "canarytrace_scope", default=_EMPTY
+)
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "canarytrace_deadline", default=None
 )
 
 INSTRUMENTED_MARKER = "__canarytrace_llm__"
@@ -34,6 +39,25 @@ def scoped_attributes(attributes: Mapping[str, Any]) -> Iterator[None]:
 def current_scope() -> Mapping[str, Any]:
     """The attributes the innermost scope stamps on LLM spans started now."""
     return _scope.get()
+
+
+@contextmanager
+def scoped_deadline(deadline: float | None) -> Iterator[None]:
+    """Within this block, the next LLM span started takes ``deadline`` (``time.monotonic()``):
+    if it ends later, it is marked a TimeoutError."""
+    token = _deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def take_deadline() -> float | None:
+    """The pending deadline, handed to one span only: the spans nested in it do not get it."""
+    deadline = _deadline.get()
+    if deadline is not None:
+        _deadline.set(None)
+    return deadline
 
 
 def is_instrumented(fn: Any) -> bool:

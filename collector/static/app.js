@@ -61,6 +61,11 @@ function showError(message) {
   banner.classList.remove("hidden");
 }
 
+function clearError() {
+  const banner = document.getElementById("banner");
+  if (!banner.querySelector("input")) banner.classList.add("hidden");
+}
+
 function range() {
   const seconds = Number(document.querySelector("#filters [name=range]").value);
   const until = new Date();
@@ -156,7 +161,7 @@ function renderPanel(card, panel, data) {
     return;
   }
   if (panel.kind === "table") {
-    body.replaceChildren(renderTable(panel, data));
+    body.replaceChildren(renderTable(data));
   } else {
     const canvas = el("canvas");
     body.replaceChildren(el("div", { class: "chart-box" }, canvas));
@@ -230,7 +235,7 @@ function chartOptions(panel, scales, title) {
   };
 }
 
-function renderTable(panel, data) {
+function renderTable(data) {
   const head = el("tr", {}, data.columns.map((c) => el("th", {}, humanize(c))));
   const rows = data.rows.map((row) => el("tr", {}, row.map((value, i) =>
     el("td", {}, renderCell(data.columns[i], data.types[i], value)))));
@@ -278,7 +283,7 @@ async function loadTraces() {
   document.getElementById("trace-empty").classList.toggle("hidden", traces.length > 0);
   tbody.replaceChildren(...traces.map((t) => el("tr", {
     dataset: { traceId: t.trace_id }, class: t.trace_id === state.traceId ? "selected" : "",
-    onclick: () => openTrace(t.trace_id),
+    onclick: () => openTrace(t.trace_id).catch((e) => showError(e.message)),
   },
   el("td", {}, formatTime(t.started_ms, true)),
   el("td", {}, el("code", {}, t.trace_id.slice(0, 12))),
@@ -502,12 +507,16 @@ function activeTab() {
   return document.querySelector(".tab.active").dataset.tab;
 }
 
-function showTab(name) {
+function selectTab(name) {
   for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.tab === name);
   for (const section of document.querySelectorAll(".tab-panel")) {
     section.classList.toggle("hidden", section.id !== `tab-${name}`);
   }
   if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
+}
+
+function showTab(name) {
+  selectTab(name);
   return refreshTab(name);
 }
 
@@ -519,6 +528,7 @@ async function refreshTab(name) {
 }
 
 async function refresh() {
+  clearError();
   try {
     state.config = state.config || await api(`${API}/config`);
     if (!document.querySelector(".panel")) buildPanels();
@@ -544,9 +554,6 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   document.getElementById("compare-form").addEventListener("submit", runCompare);
   const initial = location.hash.slice(1);
-  if (["traces", "compare"].includes(initial)) {
-    for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.tab === initial);
-    for (const section of document.querySelectorAll(".tab-panel")) section.classList.toggle("hidden", section.id !== `tab-${initial}`);
-  }
+  if (["traces", "compare"].includes(initial)) selectTab(initial);
   refresh();
 });

@@ -315,6 +315,26 @@ def post_evals_and_verdicts(traffic: Traffic, collector_url: str,
                 "report": verdict["Report"]}).raise_for_status()
 
 
+def wait_until_stored(traffic: Traffic, collector_url: str, api_key: str | None = None) -> None:
+    """Spans are acknowledged once spooled; wait until the writer has put every trace in the
+    store, so that what a test reads next is the whole traffic."""
+    import time
+
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    since = min(float(span["Timestamp"]) for span in traffic.spans) - 1
+    params = {"limit": 1000, "since": datetime.fromtimestamp(since, UTC).isoformat()}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{collector_url}/api/dashboard/traces", params=params,
+                         headers=headers, timeout=30).json()
+        if len(body["traces"]) >= len(set(traffic.trace_ids)):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the collector did not store the traffic in time")
+
+
 def require_dashboard(collector_url: str, api_key: str | None = None) -> None:
     """Fail with what to do when the collector does not serve the built-in dashboard."""
     import httpx

@@ -21,7 +21,7 @@ from canarytrace.analysis.report_json import validate_report
 from canarytrace.collector.store import Store
 
 from tests.analysis import simulate as sim
-from tests.support.collector import free_port, running_collector
+from tests.support.collector import running_collector
 
 WINDOW = ["--since", "2025-03-01T00:00:00Z", "--until", "2025-03-02T00:00:00Z"]
 MODELS = ["--base", sim.BASE_MODEL, "--candidate", sim.CANDIDATE_MODEL]
@@ -98,60 +98,11 @@ def test_a_missing_or_empty_store_is_one_clear_error(tmp_path, capsys):
 
 # --- through a collector -------------------------------------------------------------------------
 
-LAUNCHER = """
-import sys, uvicorn
-from canarytrace.collector import compare_route
-from canarytrace.collector.app import create_app
-from canarytrace.collector.settings import Settings
-app = create_app(Settings())
-app.include_router(compare_route.router)
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
-"""
-
-
-def _serve_includes_compare() -> bool:
-    from canarytrace.collector.app import create_app
-    from canarytrace.collector.settings import Settings
-
-    return any(getattr(r, "path", "") == "/api/compare" for r in create_app(Settings()).routes)
-
-
 @contextmanager
 def _collector(directory: Path):
-    """``canarytrace serve`` on the store; until the app mounts GET /api/compare itself, the
-    same app with compare_route's router added, run by uvicorn in a subprocess."""
-    if _serve_includes_compare():
-        with running_collector(directory) as collector:
-            yield collector.url
-        return
-    directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {**_env(), "CANARYTRACE_STORE": f"chdb://{directory / 'db'}",
-           "CANARYTRACE_FLUSH_INTERVAL_S": "0.1"}
-    process = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(port)], env=env,
-                               cwd=directory, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(process, url)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(30)
-
-
-def _wait_ready(process: subprocess.Popen, url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"collector exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("collector not ready")
+    """``canarytrace serve`` on the store in ``directory``; its URL."""
+    with running_collector(directory) as collector:
+        yield collector.url
 
 
 def _create_key(directory: Path, project: str) -> str:

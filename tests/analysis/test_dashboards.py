@@ -280,6 +280,13 @@ def test_conditional_all_keeps_the_condition_only_for_a_selection():
     assert expand(sql, route=["billing", "it's"]) == "WHERE Route IN ('billing','it\\'s')"
 
 
+def test_selected_values_are_data_never_macros_or_sql():
+    sql = "WHERE $__conditionalAll(Route IN (${route:singlequote}), $route) AND Model != ''"
+    values = ["$__timeFilter(a", "$__interval_s", "$__nope"]
+    assert expand(sql, route=values) == (
+        "WHERE Route IN ('$__timeFilter(a','$__interval_s','$__nope') AND Model != ''")
+
+
 def test_database_variable_and_unknown_names_are_checked():
     assert expand("FROM ${database}.otel_traces") == "FROM canarytrace.otel_traces"
     with pytest.raises(panels.PanelError, match=r"\$nope"):
@@ -308,6 +315,7 @@ def collector(tmp_path_factory):
         export_spans,
         post_evals_and_verdicts,
         require_dashboard,
+        wait_until_stored,
     )
     from tests.support.collector import CollectorProcess
 
@@ -322,6 +330,7 @@ def collector(tmp_path_factory):
         for traffic, key in ((acme, keys["acme"]), (umbrella, keys["umbrella"])):
             export_spans(traffic, process.url, key)
             post_evals_and_verdicts(traffic, process.url, key)
+            wait_until_stored(traffic, process.url, key)
         yield process, keys, acme
     finally:
         process.stop()
@@ -397,6 +406,18 @@ def test_page_api_refuses_bad_requests_clearly(collector):
     assert get(collector, "/api/dashboard/panels/nope", keys["acme"]).status_code == 404
     assert get(collector, "/api/dashboard/traces/xyz", keys["acme"]).status_code == 400
     assert get(collector, "/api/dashboard/traces", keys["acme"], outcome="bogus").status_code == 422
+
+
+def test_page_api_filter_values_only_ever_match_names(collector):
+    """A filter value that looks like a macro or SQL selects nothing; it never errors or leaks."""
+    _, keys, _ = collector
+    since = (NOW - timedelta(hours=7)).isoformat()
+    for route in ("$__timeFilter(Route", "$__nope", "billing') OR (1=1", "$__interval_s"):
+        for panel in ("latency_by_model", "thumbs_down_rate"):
+            response = get(collector, f"/api/dashboard/panels/{panel}", keys["acme"],
+                           since=since, route=route)
+            assert response.status_code == 200, (route, response.text)
+            assert response.json()["rows"] == [], route
 
 
 def test_feedback_from_the_sdk_reaches_the_thumbs_down_panel(collector):
@@ -480,10 +501,11 @@ def test_a_real_canary_feeds_the_mirror_drop_and_fallback_panels(collector):
         ct.shutdown()
     assert stats.dropped > 0 and stats.fallbacks > 0
     deadline = time.monotonic() + 10
-    while True:
+    while True:  # spans land in batches: wait for the ones that carry a drop and a fallback
         drops = get(collector, "/api/dashboard/panels/mirror_drop_rate", keys["live"]).json()
         fallbacks = get(collector, "/api/dashboard/panels/fallback_rate", keys["live"]).json()
-        if (drops["rows"] and fallbacks["rows"]) or time.monotonic() > deadline:
+        shown = [any(row[2] > 0 for row in panel["rows"]) for panel in (drops, fallbacks)]
+        if all(shown) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert any(row[2] > 0 for row in drops["rows"]), drops

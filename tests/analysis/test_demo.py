@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from canarytrace import cli
 from canarytrace.collector import panels
 from canarytrace.collector.store import Store
 
@@ -49,3 +50,17 @@ def test_every_grafana_panel_has_rows_on_the_demo_traffic(demo, demo_store, titl
                                                                      "route", "model")))
     sql = panels.expand(GRAFANA_PANELS[title]["targets"][0]["rawSql"], context)
     assert demo_store.query(sql), f"panel {title!r} returned no rows on the demo's traffic"
+
+
+def test_a_demo_usage_error_is_one_line_and_exit_2(capsys):
+    assert cli.main(["demo", "--requests", "many"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --requests: invalid int value" in err
+
+
+def test_the_demo_never_wipes_a_folder_that_is_not_an_earlier_demo(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("keep me")
+    assert cli.main(["demo", "--dir", str(tmp_path), "--no-serve"]) == 2
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not empty and holds no earlier demo" in err

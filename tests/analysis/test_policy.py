@@ -55,6 +55,10 @@ def test_a_bad_policy_names_the_field_and_the_problem(text, message):
 def test_a_missing_policy_file_is_one_clear_error(tmp_path):
     with pytest.raises(PolicyError, match="cannot read policy file .*nope.yaml"):
         load_policy(tmp_path / "nope.yaml")
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("# politique par défaut\nalpha: 0.1\n".encode("latin-1"))
+    with pytest.raises(PolicyError, match="cannot read policy file .*latin1.yaml: not UTF-8"):
+        load_policy(latin1)
 
 
 def test_times_are_iso_now_or_durations_back():

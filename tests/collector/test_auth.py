@@ -85,10 +85,15 @@ def test_each_key_writes_and_reads_only_its_own_project(collector, keys):
                      headers=bearer(keys["alpha"])).status_code == 200
 
     result = [{"span_id": alpha[0]["SpanId"], "evaluator": "exact", "score": 1.0}]
-    httpx.post(f"{collector.url}/api/eval_results", json=result, headers=bearer(keys["beta"]))
+    posted = httpx.post(f"{collector.url}/api/eval_results", json=result,
+                        headers=bearer(keys["beta"]))
+    assert posted.json() == {"inserted": 1}
     seen_by_alpha = httpx.get(f"{collector.url}/api/eval_results",
                               headers=bearer(keys["alpha"])).json()["eval_results"]
     assert seen_by_alpha == []
+    (seen_by_beta,) = httpx.get(f"{collector.url}/api/eval_results",
+                                headers=bearer(keys["beta"])).json()["eval_results"]
+    assert (seen_by_beta["Project"], seen_by_beta["Model"]) == ("beta", "")  # alpha's span unread
 
 
 def test_a_revoked_key_stops_working_without_restart(collector, keys):

@@ -22,6 +22,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     (("serve",), {"CANARYTRACE_SPOOL_MAX_BYTES": "-1"}, "invalid spool_max_bytes"),
     (("serve", "--database", "x; DROP TABLE y"), {}, "invalid database"),
     (("keys", "create", "--project", " "), {}, "--project must not be empty"),
+    (("keys", "list"), {"CANARYTRACE_SPOOL_MAX_BYTES": "-1"}, "invalid spool_max_bytes"),
 ])
 def test_bad_settings_are_one_line_on_stderr(tmp_path, args, env, message):
     result = cli(*args, env={"CANARYTRACE_STORE": f"chdb://{tmp_path}/db", **env})
@@ -36,3 +37,12 @@ def test_a_second_serve_on_the_same_port_fails_cleanly(tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (
         f"canarytrace serve: could not listen on 127.0.0.1:{first.port}: Address already in use")
+
+
+def test_a_bad_evaluation_setting_is_not_reported_as_a_store_failure(tmp_path):
+    result = cli("serve", "--port", "0", env={"CANARYTRACE_STORE": f"chdb://{tmp_path}/db",
+                                              "CANARYTRACE_EVAL_EVALUATORS": "no-such-eval"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(
+        "canarytrace serve: background evaluation: unknown evaluator 'no-such-eval'")
+    assert not list(tmp_path.glob("spool/*.seg"))  # what was opened was closed again

@@ -178,3 +178,15 @@ def test_health_readiness_and_query_errors(collector):
     assert bad_cursor.status_code == 400 and "cursor" in bad_cursor.json()["detail"]
     bad_time = httpx.get(f"{collector.url}/api/spans", params={"since": "yesterday"})
     assert bad_time.status_code == 422
+
+
+def test_verdicts_through_the_api(collector):
+    verdict = {"base_model": "base-m", "candidate_model": "cand-m", "verdict": "HOLD",
+               "score": 0.1, "window": "last 1h", "reasons": ["too few samples"]}
+    assert httpx.post(f"{collector.url}/api/verdicts", json=verdict).json() == {"inserted": 1}
+    (stored,) = httpx.get(f"{collector.url}/api/verdicts").json()["verdicts"]
+    assert (stored["BaseModel"], stored["CandidateModel"], stored["Verdict"], stored["Window"]) \
+        == ("base-m", "cand-m", "HOLD", "last 1h")
+    assert json.loads(stored["Reasons"]) == ["too few samples"]
+    bad = httpx.post(f"{collector.url}/api/verdicts", json={**verdict, "verdict": "SHIP"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["verdict"]

@@ -53,6 +53,7 @@ CASES = [  # id, body, headers, status, message fragment
     ("json-syntax", b'{"resourceSpans": [', P.JSON, 400, "malformed JSON"),
     ("json-empty-body", b"", P.JSON, 400, "malformed JSON"),
     ("json-not-an-object", b"[1, 2, 3]", P.JSON, 400, "must be an object"),
+    ("json-deeply-nested", b"[" * 100_000, P.JSON, 400, "malformed JSON: nested too deeply"),
     ("json-bad-utf8", b'{"resourceSpans": [], "x": "\xff\xfe"}', P.JSON, 400,
      "not valid UTF-8"),
     ("json-wrong-field-type", json_doc({"resourceSpans": "nope"}), P.JSON, 400,

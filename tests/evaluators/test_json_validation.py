@@ -120,6 +120,12 @@ def test_recorded_parser_errors_with_an_invalid_final_output_fail():
     assert result.details["parser_errors"] == 2
 
 
+@pytest.mark.parametrize("recorded", ["lots", "nan", "inf", "-3"])
+def test_unreadable_parser_error_counts_are_taken_as_none(recorded):
+    result = score(VALID_ORDER, **{A.CANARY_PARSER_ERRORS: recorded})
+    assert (result.passed, result.score, result.details["parser_errors"]) == (True, 1.0, 0)
+
+
 def test_unusable_schema_is_reported_not_scored():
     result = score(VALID_ORDER, schema={"type": "no-such-type"})
     assert (result.passed, result.score, result.label) == (None, None, "invalid_schema")

@@ -12,7 +12,7 @@ from canarytrace import attributes as A
 from canarytrace.collector.evaluation_loop import EvaluationLoop, loop_from_settings
 from canarytrace.collector.rows import format_ns
 from canarytrace.collector.store import Store
-from canarytrace.evaluators.base import EvalResult, Evaluator, SpanRecord
+from canarytrace.evaluators.base import JUDGE_ERROR, EvalResult, Evaluator, SpanRecord
 from canarytrace.evaluators.judges import OpenAICompatibleJudge
 from canarytrace.evaluators.pairwise import PairwiseJudge
 from canarytrace.evaluators.registry import default_registry
@@ -300,6 +300,34 @@ class FailsOnShouting(Evaluator):
         if span.output_text.isupper():
             raise RuntimeError("cannot handle shouting")
         return EvalResult(1.0, True, "ok")
+
+
+class FlakyJudge(Evaluator):
+    """A judge that is down for its first run and answers after that."""
+
+    name = "flaky_judge"
+
+    def __init__(self, down: bool) -> None:
+        self.down = down
+
+    def evaluate(self, span: SpanRecord) -> EvalResult:
+        if self.down:
+            return EvalResult(None, None, JUDGE_ERROR, "the judge failed: timed out")
+        return EvalResult(1.0, True, "completed")
+
+
+def test_spans_the_judge_could_not_score_are_scored_again_on_the_next_run(store):
+    spans = Spans()
+    store.insert_spans([spans.llm("an answer") for _ in range(3)])
+    source = StoreSource(store, "default")
+    outage = EvaluationRun(source, [FlakyJudge(down=True)]).run(last_hour())
+    assert outage.rows_written == 3
+    assert {row["Label"] for row in results(store)} == {JUDGE_ERROR}
+
+    recovered = EvaluationRun(source, [FlakyJudge(down=False)]).run(last_hour())
+    assert recovered.rows_written == 3
+    assert [row["Label"] for row in results(store)] == ["completed"] * 3
+    assert EvaluationRun(source, [FlakyJudge(down=False)]).run(last_hour()).rows_written == 0
 
 
 def test_an_evaluator_that_raises_costs_only_the_spans_it_failed_on(store):

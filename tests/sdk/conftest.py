@@ -54,6 +54,12 @@ def traced():
 
 
 @pytest.fixture
+def exporter(traced):
+    """The in-memory exporter of ``traced``, for tests that read finished spans directly."""
+    return traced.exporter
+
+
+@pytest.fixture
 def receiver():
     server = Receiver().start()
     yield server

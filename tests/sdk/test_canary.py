@@ -15,20 +15,8 @@ from canarytrace.context import current_scope
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import StatusCode
-
-
-@pytest.fixture
-def exporter():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    ct.init(tracer_provider=provider)
-    yield exporter
-    ct.shutdown()
 
 
 def llm_spans(exporter, **match):
@@ -225,6 +213,25 @@ def test_close_waits_for_in_flight_shadows_then_serves_the_base_only(exporter):
     assert canary.stats.mirrored == 1
 
 
+def test_close_that_runs_out_of_time_drops_and_counts_the_queued_shadows(exporter):
+    started, release = threading.Event(), threading.Event()
+
+    def blocked_candidate(request):
+        started.set()
+        release.wait(10)
+        return "shadow done"
+
+    canary = Canary(base, blocked_candidate, mirror_rate=1.0, shadow_workers=1)
+    for i in range(4):
+        canary(i)
+    assert started.wait(5)
+    canary.close(timeout=0.05)  # one shadow running, three still queued
+    assert canary.stats.dropped == 3
+    release.set()
+    wait_until(lambda: canary.stats.pending_shadows == 0)
+    assert len(shadow_spans(exporter)) == 1
+
+
 def test_rates_change_at_run_time_and_kill_switch_stops_the_candidate(exporter):
     roles = []
 
@@ -408,3 +415,56 @@ async def test_async_llm_decorated_arms_carry_the_pair(exporter):
     assert shadow.attributes[A.GEN_AI_REQUEST_MODEL] == "cand-m"
     assert shadow.attributes[A.CANARY_COHORT] == "beta"
     assert "async candidate" in shadow.attributes[A.GEN_AI_OUTPUT_MESSAGES]
+
+
+def test_llm_decorated_candidate_that_overruns_timeout_is_marked_on_its_span(exporter):
+    @ct.llm(model="cand-m")
+    def slow_candidate(messages):
+        time.sleep(0.3)
+        return "too late"
+
+    with Canary(base, slow_candidate, canary_rate=1.0, timeout_s=0.05) as canary:
+        assert canary("q") == "base answer to q"
+        wait_until(lambda: llm_spans(exporter, **{A.CANARY_VARIANT: A.VARIANT_CANDIDATE}))
+    (late,) = llm_spans(exporter, **{A.CANARY_VARIANT: A.VARIANT_CANDIDATE})
+    assert late.status.status_code == StatusCode.ERROR
+    assert late.attributes[A.ERROR_TYPE] == "TimeoutError"
+    assert "too late" in late.attributes[A.GEN_AI_OUTPUT_MESSAGES]
+
+
+def test_slow_shadow_is_counted_and_only_its_own_span_marked_as_a_timeout(exporter):
+    @ct.llm(model="inner-m")
+    def slow_inner(messages):
+        time.sleep(0.2)
+        return "draft"
+
+    @ct.llm(model="cand-m")
+    def slow_candidate(messages):
+        return slow_inner(messages) + " and more"
+
+    with Canary(base, slow_candidate, mirror_rate=1.0, timeout_s=0.05) as canary:
+        assert canary("q") == "base answer to q"
+    assert canary.stats.candidate_timeouts == 1
+    (shadow,) = llm_spans(exporter, **{A.GEN_AI_REQUEST_MODEL: "cand-m"})
+    assert shadow.attributes[A.ERROR_TYPE] == "TimeoutError"
+    (inner,) = llm_spans(exporter, **{A.GEN_AI_REQUEST_MODEL: "inner-m"})
+    assert inner.attributes[A.CANARY_ROLE] == A.ROLE_SHADOW
+    assert A.ERROR_TYPE not in inner.attributes
+    (primary,) = primary_spans(exporter)  # the base answered in time
+    assert A.ERROR_TYPE not in primary.attributes
+
+
+async def test_async_llm_decorated_candidate_cancelled_at_timeout_records_a_timeout(exporter):
+    async def abase(request):
+        return "async base"
+
+    @ct.llm(model="cand-m")
+    async def hanging_candidate(messages):
+        await asyncio.sleep(10)
+
+    async with Canary(abase, hanging_candidate, canary_rate=1.0, timeout_s=0.05) as canary:
+        assert await canary.acall("q") == "async base"
+    assert canary.stats.candidate_timeouts == 1
+    (failed,) = llm_spans(exporter, **{A.CANARY_VARIANT: A.VARIANT_CANDIDATE})
+    assert failed.status.status_code == StatusCode.ERROR
+    assert failed.attributes[A.ERROR_TYPE] == "TimeoutError"

@@ -6,9 +6,6 @@ import canarytrace as ct
 import pytest
 from canarytrace import attributes as A
 from canarytrace.canary import Canary
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.support.tiny_models import build_causal_lm
 
@@ -32,15 +29,10 @@ def tiny_models(tmp_path_factory):
 
 
 @pytest.fixture
-def exporter():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    ct.init(tracer_provider=provider)
+def exporter(traced):
     ct.instrument_transformers()
-    yield exporter
+    yield traced.exporter
     ct.uninstrument_transformers()
-    ct.shutdown()
 
 
 def answerer(model, tokenizer):

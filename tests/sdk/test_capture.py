@@ -92,6 +92,18 @@ def test_unserializable_objects_are_recorded_as_their_str(traced):
         == {"ticket": "Ticket#77"}
     assert traced.one("chat m").attributes[A.GEN_AI_OUTPUT_MESSAGES]
 
+    @ct.llm(model="m2")
+    def close_ticket(messages):
+        return {"role": "assistant", "content": "closing", "tool_calls": [
+            {"id": "1", "function": {"name": "close", "arguments": {"ticket": Ticket()}}}]}
+
+    close_ticket([{"role": "user", "content": [Ticket()]}])
+    span = traced.one("chat m2")
+    assert json.loads(span.attributes[A.GEN_AI_INPUT_MESSAGES])[0]["parts"] == [
+        {"type": "text", "content": "Ticket#77"}]
+    assert json.loads(span.attributes[A.GEN_AI_OUTPUT_MESSAGES])[0]["parts"][1]["arguments"] \
+        == {"ticket": "Ticket#77"}
+
 
 def test_failing_redact_hook_never_breaks_the_call(traced, caplog):
     def broken_redact(text):

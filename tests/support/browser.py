@@ -97,6 +97,7 @@ class _Pipe:
         try:
             reply = waiter.get(timeout=timeout)
         except queue.Empty as exc:
+            self._waiting.pop(message_id, None)
             raise DevToolsError(f"{method} got no reply in {timeout} s") from exc
         if "error" in reply:
             raise DevToolsError(f"{method}: {reply['error'].get('message')}")
