@@ -25,6 +25,8 @@ from canarytrace.collector.schema import quote
 from canarytrace.collector.settings import Settings
 from canarytrace.collector.store import Store
 
+from tests.collector.test_store import EXPORTER_COLUMNS  # the exporter's otel_traces
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
@@ -32,22 +34,6 @@ SERVICES = COMPOSE["services"]
 OTEL = yaml.safe_load((DOCKER / "otel-collector-config.yaml").read_text())
 PLUGIN = "grafana-clickhouse-datasource"
 
-# The columns the OpenTelemetry Collector's ClickHouse exporter names in its INSERT
-# (exporter/clickhouseexporter/internal/sql_templates/traces_insert.sql) and their types
-# in the table it would create (traces_table.sql).
-EXPORTER_COLUMNS = {
-    "Timestamp": "DateTime64(9)", "TraceId": "String", "SpanId": "String",
-    "ParentSpanId": "String", "TraceState": "String", "SpanName": "LowCardinality(String)",
-    "SpanKind": "LowCardinality(String)", "ServiceName": "LowCardinality(String)",
-    "ResourceAttributes": "Map(LowCardinality(String), String)", "ScopeName": "String",
-    "ScopeVersion": "String", "SpanAttributes": "Map(LowCardinality(String), String)",
-    "Duration": "UInt64", "StatusCode": "LowCardinality(String)", "StatusMessage": "String",
-    "Events.Timestamp": "Array(DateTime64(9))", "Events.Name": "Array(LowCardinality(String))",
-    "Events.Attributes": "Array(Map(LowCardinality(String), String))",
-    "Links.TraceId": "Array(String)", "Links.SpanId": "Array(String)",
-    "Links.TraceState": "Array(String)",
-    "Links.Attributes": "Array(Map(LowCardinality(String), String))",
-}
 
 
 def interpolate(value: str) -> str:
