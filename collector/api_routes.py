@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from canarytrace.collector import otlp
 from canarytrace.collector.ingest_routes import read_body
-from canarytrace.collector.queries import BadQuery, EvalFilter, PageRequest, SpanFilter, to_ns
+from canarytrace.collector.queries import (
+    BadQuery,
+    EvalFilter,
+    Page,
+    PageRequest,
+    SpanFilter,
+    to_ns,
+)
 from canarytrace.collector.state import Collector, collector_of, project_of
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -131,21 +139,23 @@ def _columns(model: BaseModel, **extra: Any) -> dict[str, Any]:
     return {**{to_pascal(k): v for k, v in model.model_dump().items()}, **extra}
 
 
-def _page(rows: list[dict[str, Any]], next_cursor: str | None, key: str) -> dict[str, Any]:
-    return {key: rows, "next_cursor": next_cursor}
+def _paged(read: Callable[..., Page], project: str, query: BaseModel,
+           filter_type: type[BaseModel], key: str) -> dict[str, Any]:
+    """Split a query into its filter and page, read one page: ``{key: rows, next_cursor}``."""
+    filters = filter_type(**query.model_dump(include=set(filter_type.model_fields)))
+    page = PageRequest(**query.model_dump(include=set(PageRequest.model_fields)))
+    try:
+        result = read(project, filters, page)
+    except BadQuery as exc:
+        raise HTTPException(400, str(exc)) from exc
+    return {key: result.rows, "next_cursor": result.next_cursor}
 
 
 @router.get("/api/spans")
 def list_spans(request: Request, project: Project,
                query: Annotated[SpanQuery, Query()]) -> dict[str, Any]:
     """Spans of your project, filtered, oldest first (``order=desc`` for newest first)."""
-    filters = SpanFilter(**query.model_dump(include=set(SpanFilter.model_fields)))
-    page = PageRequest(**query.model_dump(include=set(PageRequest.model_fields)))
-    try:
-        result = collector_of(request).store.query_spans(project, filters, page)
-    except BadQuery as exc:
-        raise HTTPException(400, str(exc)) from exc
-    return _page(result.rows, result.next_cursor, "spans")
+    return _paged(collector_of(request).store.query_spans, project, query, SpanFilter, "spans")
 
 
 @router.get("/api/traces/{trace_id}")
@@ -161,13 +171,8 @@ def get_trace(request: Request, project: Project,
 @router.get("/api/eval_results")
 def list_eval_results(request: Request, project: Project,
                       query: Annotated[EvalQuery, Query()]) -> dict[str, Any]:
-    filters = EvalFilter(**query.model_dump(include=set(EvalFilter.model_fields)))
-    page = PageRequest(**query.model_dump(include=set(PageRequest.model_fields)))
-    try:
-        result = collector_of(request).store.query_eval_results(project, filters, page)
-    except BadQuery as exc:
-        raise HTTPException(400, str(exc)) from exc
-    return _page(result.rows, result.next_cursor, "eval_results")
+    return _paged(collector_of(request).store.query_eval_results, project, query, EvalFilter,
+                  "eval_results")
 
 
 @router.post("/api/eval_results")

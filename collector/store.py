@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,7 +24,9 @@ from canarytrace.collector import schema
 from canarytrace.collector.queries import (
     EVAL_KEYSET,
     SPAN_KEYSET,
+    Conditions,
     EvalFilter,
+    Keyset,
     Page,
     PageRequest,
     SpanFilter,
@@ -245,28 +247,27 @@ class Store:
         Each row has every otel_traces column (Timestamp as ISO-8601 plus TimestampNs,
         Events/Links as lists of objects) and the materialized Model, Variant, ... Project.
         """
-        filters, page = filters or SpanFilter(), page or PageRequest()
-        conditions = span_conditions(project, filters, self.table("eval_results"))
-        SPAN_KEYSET.after(conditions, page.cursor, page.order)
-        result = self.client.query(
-            f"SELECT {SPAN_SELECT} FROM {self.table('otel_traces')} FINAL "
-            f"WHERE {conditions.sql()} ORDER BY {SPAN_KEYSET.order_by(page.order)} "
-            f"LIMIT {page.limit}", parameters=conditions.parameters, settings=READ_SETTINGS)
-        rows = [shape_span(r) for r in result.named_results()]
-        return Page(rows, SPAN_KEYSET.next_cursor(rows, page.limit))
+        conditions = span_conditions(project, filters or SpanFilter(), self.table("eval_results"))
+        return self._page("otel_traces", SPAN_SELECT, SPAN_KEYSET, conditions,
+                          page or PageRequest(), shape_span)
 
     def query_eval_results(self, project: str, filters: EvalFilter | None = None,
                            page: PageRequest | None = None) -> Page:
         """Eval results of ``project`` matching ``filters`` (the latest per span and evaluator)."""
-        filters, page = filters or EvalFilter(), page or PageRequest()
-        conditions = eval_conditions(project, filters)
-        EVAL_KEYSET.after(conditions, page.cursor, page.order)
+        return self._page("eval_results", EVAL_SELECT, EVAL_KEYSET,
+                          eval_conditions(project, filters or EvalFilter()),
+                          page or PageRequest(), shape_eval)
+
+    def _page(self, table: str, select: str, keyset: Keyset, conditions: Conditions,
+              page: PageRequest, shape: Callable[[dict[str, Any]], dict[str, Any]]) -> Page:
+        """One keyset-paged read of ``table`` (FINAL, so unmerged duplicates never show)."""
+        keyset.after(conditions, page.cursor, page.order)
         result = self.client.query(
-            f"SELECT {EVAL_SELECT} FROM {self.table('eval_results')} FINAL "
-            f"WHERE {conditions.sql()} ORDER BY {EVAL_KEYSET.order_by(page.order)} "
+            f"SELECT {select} FROM {self.table(table)} FINAL "
+            f"WHERE {conditions.sql()} ORDER BY {keyset.order_by(page.order)} "
             f"LIMIT {page.limit}", parameters=conditions.parameters, settings=READ_SETTINGS)
-        rows = [shape_eval(r) for r in result.named_results()]
-        return Page(rows, EVAL_KEYSET.next_cursor(rows, page.limit))
+        rows = [shape(r) for r in result.named_results()]
+        return Page(rows, keyset.next_cursor(rows, page.limit))
 
     def query_feedback(self, project: str, trace_id: str | None = None,
                        limit: int = 1000) -> list[dict[str, Any]]:
