@@ -29,7 +29,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from scipy import stats as sps
+
 from canarytrace.analysis import statistics as st
+from canarytrace.analysis.family import Family
 from canarytrace.analysis.inputs import (
     LATENCY_P50,
     MEAN,
@@ -41,7 +44,6 @@ from canarytrace.analysis.inputs import (
     MetricSamples,
 )
 from canarytrace.analysis.policy import UP, MetricPolicy, Policy
-from scipy import stats as sps
 
 PROMOTE, HOLD, ROLLBACK = "PROMOTE", "HOLD", "ROLLBACK"
 EXIT_CODES = {PROMOTE: 0, HOLD: 10, ROLLBACK: 11}
@@ -94,6 +96,13 @@ class MetricResult:
     settled: bool = False
     needed: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    first_seen: float | None = None
+    """Start time (epoch s) of the slice's earliest request with this metric."""
+    alpha: float | None = None
+    """This cell's share of alpha in the ROLLBACK family (None: not in the family)."""
+    anytime_interval: tuple[float, float] | None = None
+    """Confidence sequence of the difference: the harm side at alpha (what PROMOTE needs),
+    the other side at the cell's ``alpha`` (what a ROLLBACK needs)."""
 
     @property
     def relative(self) -> bool:
@@ -133,24 +142,52 @@ class ComparisonReport:
     needed_pairs: int | None
     distributions: dict[str, Any]
     generated_at: datetime
+    family: Family = field(default_factory=Family)
 
     @property
     def exit_code(self) -> int:
         return EXIT_CODES[self.verdict]
 
 
-def compare(inputs: ComparisonInputs, policy: Policy) -> ComparisonReport:
-    """Measure, test, correct and classify every metric x slice, then decide."""
+def compare(inputs: ComparisonInputs, policy: Policy,
+            family: Family | None = None) -> ComparisonReport:
+    """Measure, test, correct and classify every metric x slice, then decide.
+
+    ``family`` is a rollout's fixed family; without one, it is derived from this window
+    (the policy's named critical metrics known, the rest ranked by first appearance).
+    """
     samples = [m for m in inputs.metrics if _policy_of(policy, m).enabled]
     slice_cache: dict[tuple[int, ...], Any] = {}
     results = [result for metric in samples for result in
                _measure_slices(metric, _policy_of(policy, metric), inputs, policy, slice_cache)]
+    family = _grown_family(family or window_family(policy, inputs), results)
     _adjust(results, policy.alpha)
     for result in results:
         _classify(result, policy.alpha)
     verdict, score, reasons, needed = _decide(results, policy)
     return ComparisonReport(inputs, policy, verdict, score, reasons, results, needed,
-                            _distributions(samples), datetime.now(UTC))
+                            _distributions(samples), datetime.now(UTC), family)
+
+
+def window_family(policy: Policy, inputs: ComparisonInputs) -> Family:
+    """The family of a comparison with no rollout: the policy's named critical metrics are
+    known; evaluators and slice values are ranked by their first appearance in the window."""
+    named = tuple(name for name in policy.metrics
+                  if policy.for_metric(name).critical and policy.for_metric(name).enabled)
+    return Family(known_metrics=named, sliced=bool(inputs.query.slicings))
+
+
+def _grown_family(family: Family, results: list[MetricResult]) -> Family:
+    """``family`` with the critical metrics and slice values of ``results`` it has not seen
+    yet appended, in order of first appearance (then name)."""
+    first: dict[tuple[str, str], float] = {}
+    for result in results:
+        if result.policy.critical and result.first_seen is not None:
+            for key in (("m", result.metric), ("s", result.slice.name)):
+                first[key] = min(first.get(key, math.inf), result.first_seen)
+    ordered = sorted(first, key=lambda key: (first[key], key[1]))
+    return family.extended([name for kind, name in ordered if kind == "m"],
+                           [name for kind, name in ordered if kind == "s"])
 
 
 def _policy_of(policy: Policy, metric: MetricSamples) -> MetricPolicy:
@@ -224,6 +261,8 @@ def _measure_slices(metric: MetricSamples, policy: MetricPolicy, inputs: Compari
         result = _MEASURES[metric.kind](values, slice_, policy, paired_mode, alpha, settings,
                                         seed)
         result.evaluator = metric.evaluator_kind is not None
+        times = metric.time if rows is None else metric.time[rows]
+        result.first_seen = float(times.min()) if times.size else None
         results.append(result)
     return results
 
@@ -564,7 +603,7 @@ def format_value(kind: str, metric: str, value: float | None) -> str:
     if kind in (RATE, WIN_RATE):
         return f"{100 * value:.1f}%"
     if metric.startswith("latency"):
-        return f"{value:.0f} ms"
+        return f"{value:.0f} ms" if abs(value) >= 10 else f"{value:.2g} ms"  # 0.42 ms, not 0 ms
     return f"{value:.3g}"
 
 

@@ -29,7 +29,7 @@ from canarytrace.analysis.service import (
     open_store,
     run_comparison,
 )
-from canarytrace.analysis.window import parse_slicings, parse_window
+from canarytrace.analysis.window import parse_slicings, parse_window, window_kind
 from canarytrace.cli import CommandError, CommandParser
 
 DEFAULT_STORE = "chdb://./.canarytrace/db"
@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--api-key", help="collector API key (env CANARYTRACE_API_KEY)")
     parser.add_argument("--no-record", action="store_true",
                         help="do not append this verdict to the verdicts table")
+    parser.add_argument("--rollout", metavar="ID",
+                        help="judge this rollout: its window [start, now], policy and slicing "
+                             "(see 'canarytrace rollout'); replaces --since/--by/--policy")
     return parser
 
 
@@ -65,6 +68,8 @@ def main(argv: list[str]) -> int:
         raise CommandError("--format html needs -o FILE")
     if args.store and args.collector:
         raise CommandError("give either --store or --collector, not both")
+    if args.rollout:
+        return _rollout(args)
     request = _request(args)
     policy, policy_text = _policy(args.policy)
     collector = args.collector or (None if args.store else os.environ.get("CANARYTRACE_COLLECTOR"))
@@ -86,7 +91,33 @@ def _request(args: argparse.Namespace) -> ComparisonRequest:
         slicings = parse_slicings(args.by)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    return ComparisonRequest(args.base, args.candidate, since, until, slicings)
+    return ComparisonRequest(args.base, args.candidate, since, until, slicings,
+                             window_kind(args.since))
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    """``--rollout ID``: the rollout's verdict (recorded in its history), shown as a report."""
+    from canarytrace.analysis import rollout_command
+
+    argv = ["status", args.rollout, "--format", "json", "--project", args.project]
+    for flag, value in (("--store", args.store), ("--collector", args.collector),
+                        ("--api-key", args.api_key)):
+        if value:
+            argv += [flag, value]
+    parsed = rollout_command.build_parser().parse_args(argv)
+    collector = args.collector or (None if args.store else os.environ.get("CANARYTRACE_COLLECTOR"))
+    backend = (rollout_command.RemoteRollouts(collector, args.api_key
+                                       or os.environ.get("CANARYTRACE_API_KEY"))
+               if collector else rollout_command.DirectRollouts(
+                   args.store or os.environ.get("CANARYTRACE_STORE") or DEFAULT_STORE,
+                   parsed.project))
+    with backend:
+        status = backend.status(args.rollout)
+    if (status["base_model"], status["candidate_model"]) != (args.base, args.candidate):
+        raise CommandError(f"rollout {args.rollout} compares {status['candidate_model']} with "
+                           f"{status['base_model']}, not {args.candidate} with {args.base}")
+    _emit(status["report"], args)
+    return EXIT_CODES[status["report"]["verdict"]]
 
 
 def _policy(path: str | None) -> tuple[Policy, str | None]:
@@ -147,8 +178,9 @@ def _emit(report: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def _print_table(report: dict[str, Any], output: str | None) -> None:
-    from canarytrace.analysis.report_table import render_table
     from rich.console import Console
+
+    from canarytrace.analysis.report_table import render_table
 
     if output is None:
         render_table(report, Console())

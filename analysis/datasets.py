@@ -1,4 +1,4 @@
-"""Replay datasets: IFEval JSONL, generic ``expect`` JSONL, and the built-in ``ifeval``.
+"""Replay datasets: IFEval JSONL, generic ``expect`` JSONL, the built-in ``ifeval``/``ifbench``.
 
 An IFEval row is ``{"key", "prompt", "instruction_id_list", "kwargs"}``. A generic row has
 ``prompt`` (text) or ``messages`` (``[{"role", "content"}]``), an optional ``id``/``key``, and
@@ -8,8 +8,10 @@ shape, the IFEval checkers for instruction arguments, the metaschema for ``json_
 so a bad row is one error naming its line before any model runs.
 
 ``--dataset ifeval`` is ``ifeval_input_data.jsonl`` next to this module: the 541 prompts
-of the public IFEval release (google-research/instruction_following_eval, Apache-2.0),
-the one data file this package ships.
+of the public IFEval release (google-research/instruction_following_eval, Apache-2.0).
+``--dataset ifbench`` is ``ifbench_input_data.jsonl``: IFBench's 300 test prompts
+(allenai/IFBench, data ODC-BY-1.0), in the same shape. IFEval-format rows must name
+instructions a checker knows; IFBench's ``words:start_verb`` is accepted and left unchecked.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+
 from canarytrace.evaluators.instructions import (
     InstructionError,
     UnknownInstruction,
+    UnverifiableInstruction,
     build_instruction,
 )
 
-BUILTIN_DATASETS: Mapping[str, str] = {"ifeval": "ifeval_input_data.jsonl"}
+BUILTIN_DATASETS: Mapping[str, str] = {"ifeval": "ifeval_input_data.jsonl",
+                                       "ifbench": "ifbench_input_data.jsonl"}
 """Names ``--dataset`` accepts besides a path, and their file next to this module."""
 
 EXPECTATION_FIELDS = ("instructions", "json_schema", "tools", "reference", "task")
@@ -214,9 +219,11 @@ def _generic_example(row: Mapping[str, Any], line: int, where: str) -> Example:
 
 
 def _check_instruction(item: Mapping[str, Any], where: str, known_only: bool) -> None:
-    """Build the IFEval checker to catch bad arguments now; unknown ids only if ``known_only``."""
+    """Build the checker to catch bad arguments now; unknown ids only if ``known_only``."""
     try:
         build_instruction(item["id"], item.get("kwargs") or {})
+    except UnverifiableInstruction:
+        pass  # known, left unchecked by the evaluator
     except UnknownInstruction as exc:
         if known_only:
             raise DatasetError(f"{where}: {exc}") from None

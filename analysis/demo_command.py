@@ -2,33 +2,54 @@
 
 Starts a collector that owns a fresh embedded store, serves simulated traffic through
 ``ct.Canary`` (the candidate serves a tenth of the users; every other request is mirrored to
-it), evaluates the traces, prints the
-comparison verdict, writes ``report.html`` and leaves the dashboard URL on screen.
+it), back-dated so that it spreads over the last hour, evaluates the traces, prints the
+comparison verdict sliced by route and by cohort (as the dashboard's overview slices it),
+writes ``report.html`` into the demo's folder and leaves the dashboard URL on screen.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import sys
 import time
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import canarytrace as ct
-from canarytrace.analysis import demo_traffic as traffic
-from canarytrace.analysis.local_collector import CollectorProcessError, LocalCollector
-from canarytrace.cli import CommandError, CommandParser
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import canarytrace as ct
+from canarytrace.analysis import demo_traffic as traffic
+from canarytrace.analysis.backdate import BackdatingExporter
+from canarytrace.analysis.console import output_console
+from canarytrace.analysis.local_collector import CollectorProcessError, LocalCollector
+from canarytrace.cli import CommandError, CommandParser
+from canarytrace.processor import export_processor
 
 DEFAULT_DIRECTORY = Path(".canarytrace/demo")
 CANARY_RATE = 0.1
 """Share of users the candidate serves (with fallback to the base); the rest are mirrored."""
 COLLECTOR_LOG = "collector.log"
 """Written first in the demo's folder: a folder holding it is an earlier demo's, and is wiped."""
+DEMO_ENTRIES = {COLLECTOR_LOG, "db", "spool", "keys.json", "report.html"}
+"""What a demo's folder holds; a folder with only these (a wipe cut short by an older version)
+is an earlier demo's too."""
+WIPING = ".{name}.wiping-"
+"""An earlier demo's folder is renamed to this (plus a pid) before it is deleted, so that a
+wipe cut short leaves no half-wiped demo folder; the next demo deletes what is left."""
+SPREAD = timedelta(minutes=55)
+"""The requests' spans are moved to start evenly over this much of the last hour."""
+SLICES = "route,cohort"
+"""How the demo's verdict is sliced: the same slices as the dashboard's overview."""
+SERVICE = "shop-assistant"
 COLLECTOR_ENV = {"CANARYTRACE_FLUSH_INTERVAL_S": "0.2", "CANARYTRACE_EVAL_ENABLED": "false"}
 """The demo's collector stores fast and leaves evaluation to the demo's own step."""
 
@@ -41,7 +62,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help=f"demo folder; an earlier demo's is wiped at start "
                              f"(default {DEFAULT_DIRECTORY})")
     parser.add_argument("--port", type=int, default=0, help="collector port (default: a free one)")
-    parser.add_argument("-o", "--output", type=Path, default=Path("report.html"))
+    parser.add_argument("-o", "--output", type=Path,
+                        help="HTML report (default: report.html in the demo folder)")
     serve = parser.add_mutually_exclusive_group()
     serve.add_argument("--serve", dest="serve", action="store_true", default=None,
                        help="keep the dashboard up until Ctrl+C (default on a terminal)")
@@ -52,9 +74,21 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _serve_traffic(collector: LocalCollector, count: int, progress: Progress) -> ct.CanaryStats:
-    provider = ct.init(service_name="shop-assistant", endpoint=collector.url, sample_rate=1.0)
+def _tracing(collector: LocalCollector) -> tuple[TracerProvider, BackdatingExporter]:
+    """The SDK set up as an app would, with a back-dating exporter in front of OTLP/HTTP."""
+    exporter = BackdatingExporter(OTLPSpanExporter(endpoint=f"{collector.url}/v1/traces"))
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: SERVICE}))
+    provider.add_span_processor(export_processor(exporter))
+    ct.init(service_name=SERVICE, endpoint=collector.url, tracer_provider=provider)
+    return provider, exporter
+
+
+def _serve_traffic(provider: TracerProvider, exporter: BackdatingExporter, count: int,
+                   first_ns: int, progress: Progress) -> ct.CanaryStats:
+    """``count`` requests through ``ct.Canary``; request i's trace moves to
+    ``first_ns + i * SPREAD / count``."""
     tracer = provider.get_tracer("canarytrace.demo")
+    step_ns = int(SPREAD.total_seconds() * 1e9) // count
     canary = ct.Canary(
         base=traffic.simulated_model(traffic.BASE_MODEL, traffic.BASE_QUALITY),
         candidate=traffic.simulated_model(traffic.CANDIDATE_MODEL, traffic.CANDIDATE_QUALITY),
@@ -65,8 +99,10 @@ def _serve_traffic(collector: LocalCollector, count: int, progress: Progress) ->
     task = progress.add_task("Serving traffic through ct.Canary", total=count)
     rng = random.Random(11)
     with canary:
-        for request in traffic.requests(count):
-            with tracer.start_as_current_span(f"POST /assist/{request['route']}"):
+        for index, request in enumerate(traffic.requests(count)):
+            with tracer.start_as_current_span(f"POST /assist/{request['route']}") as span:
+                exporter.move_trace(span.get_span_context().trace_id,
+                                    first_ns + index * step_ns - time.time_ns())
                 answer = canary(request)
                 _maybe_feedback(answer, request, rng)
             progress.advance(task)
@@ -87,29 +123,30 @@ def _maybe_feedback(answer: Any, request: dict[str, Any], rng: random.Random) ->
         ct.feedback(score=-1, comment="the invoice did not load")
 
 
-def _evaluate(collector: LocalCollector) -> None:
+def _evaluate(collector: LocalCollector, since: str) -> None:
     from canarytrace.evaluators import evaluate_command
 
-    code = evaluate_command.main(["--collector", collector.url, "--since", "1h",
+    code = evaluate_command.main(["--collector", collector.url, "--since", since,
                                   "--evaluators", "json_validation,instruction_adherence,"
                                   "tool_selection"])
     if code:
         raise CommandError(f"evaluation failed (exit {code})")
 
 
-def _compare(collector: LocalCollector, output: Path) -> None:
+def _compare(collector: LocalCollector, since: str, output: Path) -> None:
     from canarytrace.analysis import compare_command
 
     common = ["--collector", collector.url, "--base", traffic.BASE_MODEL,
-              "--candidate", traffic.CANDIDATE_MODEL, "--since", "1h", "--by", "route"]
+              "--candidate", traffic.CANDIDATE_MODEL, "--since", since, "--by", SLICES]
     compare_command.main(common)
     compare_command.main([*common, "--format", "html", "-o", str(output), "--no-record"])
 
 
 def main(argv: list[str]) -> int:
     args = _parse(argv)
-    console = Console()
+    console = output_console()
     _fresh_directory(args.dir)
+    args.output = args.output or args.dir / "report.html"
     started = time.monotonic()
     store = f"chdb://{(args.dir / 'db').resolve()}"
     try:
@@ -117,8 +154,10 @@ def main(argv: list[str]) -> int:
             with console.status("Starting the collector (embedded ClickHouse)"):
                 collector = stack.enter_context(
                     LocalCollector(store, args.dir / COLLECTOR_LOG, COLLECTOR_ENV, args.port))
-            stack.callback(ct.shutdown)  # flush the SDK while the collector still listens
-            _run_loop(collector, args, console)
+            provider, exporter = _tracing(collector)
+            stack.callback(ct.shutdown)
+            stack.callback(provider.shutdown)  # flush the SDK while the collector still listens
+            _run_loop(collector, provider, exporter, args, console)
             console.print(f"Demo finished in {time.monotonic() - started:.0f} s.")
             if sys.stdin.isatty() if args.serve is None else args.serve:
                 console.print(f"Dashboard: [bold]{collector.url}/[/]  (Ctrl+C stops it)")
@@ -132,27 +171,44 @@ def main(argv: list[str]) -> int:
 
 
 def _fresh_directory(directory: Path) -> None:
-    """Wipe a previous demo's folder; refuse a folder with anything else in it."""
+    """Wipe a previous demo's folder; refuse a folder with anything else in it.
+
+    The folder is renamed before it is deleted: a wipe cut short (Ctrl+C, a kill) leaves only
+    the renamed copy, which this deletes first on the next run.
+    """
+    for leftover in directory.parent.glob(WIPING.format(name=directory.name) + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     if directory.is_dir() and any(directory.iterdir()):
-        if not (directory / COLLECTOR_LOG).is_file():
+        if not _is_earlier_demo(directory):
             raise CommandError(f"--dir {directory} is not empty and holds no earlier demo: "
                                "give a new or empty folder")
-        shutil.rmtree(directory)
+        doomed = directory.with_name(WIPING.format(name=directory.name) + str(os.getpid()))
+        directory.rename(doomed)
+        shutil.rmtree(doomed)
     directory.mkdir(parents=True, exist_ok=True)
 
 
-def _run_loop(collector: LocalCollector, args: argparse.Namespace, console: Console) -> None:
+def _is_earlier_demo(directory: Path) -> bool:
+    return (directory / COLLECTOR_LOG).is_file() or all(
+        entry.name in DEMO_ENTRIES for entry in directory.iterdir())
+
+
+def _run_loop(collector: LocalCollector, provider: TracerProvider, exporter: BackdatingExporter,
+              args: argparse.Namespace, console: Console) -> None:
     """Traffic, storage, evaluation, verdict and report: the loop a team runs in production."""
+    first = datetime.now(UTC) - SPREAD
+    since = (first - timedelta(minutes=1)).isoformat()
     with _progress(console) as progress:
-        stats = _serve_traffic(collector, args.requests, progress)
+        stats = _serve_traffic(provider, exporter, args.requests,
+                               int(first.timestamp() * 1e9), progress)
         drain = progress.add_task("Storing spans", total=1)
         collector.wait_drained()
         progress.advance(drain)
     console.print(f"Served {args.requests} requests: {stats.served_candidate} by the candidate "
                   f"({stats.fallbacks} fell back to the base), the rest by the base with "
                   f"{stats.mirrored} mirrored to the candidate ({stats.dropped} dropped).")
-    _evaluate(collector)
-    _compare(collector, args.output)
+    _evaluate(collector, since)
+    _compare(collector, since, args.output)
     console.print(f"\nReport: [bold]{args.output.resolve()}[/]")
 
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
+
 from canarytrace import attributes as A
 from canarytrace.evaluators.pairwise import LOSS, TIE, WIN, PairwiseJudge
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -19,18 +20,24 @@ import yaml
 
 UP = "up"
 DOWN = "down"
+WAIT, LIST = "wait", "list"
+"""``unjudged_slices``: what PROMOTE does about slices with data but under min_samples."""
+MAX_BOOTSTRAP_RESAMPLES = 20_000
+MAX_DISTRIBUTION_SAMPLE = 50_000
+MAX_POLICY_NODES = 10_000
+"""Bounds that keep one comparison's CPU time in seconds whatever a policy says."""
 
 _METRIC_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
         "bad": {"enum": [UP, DOWN]},
-        "min_effect": {"type": "number", "minimum": 0},
-        "tolerance": {"type": "number", "minimum": 0},
+        "min_effect": {"type": "number", "minimum": 0, "maximum": 1e6},
+        "tolerance": {"type": "number", "minimum": 0, "maximum": 100},
         "critical": {"type": "boolean"},
-        "weight": {"type": "number", "minimum": 0},
-        "min_samples": {"type": "integer", "minimum": 1},
-        "max_samples": {"type": "integer", "minimum": 1},
+        "weight": {"type": "number", "minimum": 0, "maximum": 1e4},
+        "min_samples": {"type": "integer", "minimum": 1, "maximum": 10_000_000},
+        "max_samples": {"type": "integer", "minimum": 1, "maximum": 1_000_000_000},
         "enabled": {"type": "boolean"},
     },
 }
@@ -44,9 +51,12 @@ POLICY_SCHEMA: dict[str, Any] = {
         "pass_threshold": {"type": "number", "minimum": 0, "maximum": 100},
         "marginal_threshold": {"type": "number", "minimum": 0, "maximum": 100},
         "require_evaluators": {"type": "boolean"},
-        "bootstrap_resamples": {"type": "integer", "minimum": 100},
-        "distribution_sample": {"type": "integer", "minimum": 100},
-        "seed": {"type": "integer", "minimum": 0},
+        "bootstrap_resamples": {"type": "integer", "minimum": 100,
+                                "maximum": MAX_BOOTSTRAP_RESAMPLES},
+        "distribution_sample": {"type": "integer", "minimum": 100,
+                                "maximum": MAX_DISTRIBUTION_SAMPLE},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+        "unjudged_slices": {"enum": [WAIT, LIST]},
         "evaluator_pass_rate": _METRIC_SCHEMA,
         "evaluator_score": _METRIC_SCHEMA,
         "metrics": {"type": "object", "additionalProperties": _METRIC_SCHEMA},
@@ -81,6 +91,7 @@ class Policy:
     bootstrap_resamples: int = 1000
     distribution_sample: int = 5000
     seed: int = 0
+    unjudged_slices: str = WAIT
     evaluator_pass_rate: MetricPolicy = MetricPolicy(critical=True, min_effect=0.02)
     evaluator_score: MetricPolicy = MetricPolicy(min_effect=0.1)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -125,11 +136,12 @@ def read_policy_text(path: str | Path) -> str:
 def parse_policy(text: str, source: str = "policy") -> Policy:
     """Parse policy YAML/JSON text, validate it and merge it over the default."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_PlainLoader)  # noqa: S506 - a SafeLoader, no aliases
     except yaml.YAMLError as exc:
         raise PolicyError(f"{source}: not valid YAML: {_one_line(exc)}") from exc
     if data is None:
         data = {}
+    _check_numbers(data, source)
     _validate(data, source)
     return from_mapping(_merge(_default_mapping(), data), source=source)
 
@@ -146,6 +158,12 @@ def from_mapping(data: dict[str, Any], source: str) -> Policy:
         metrics=dict(data.get("metrics", {})),
         source=source,
     )
+    for name, metric in [("evaluator_pass_rate", policy.evaluator_pass_rate),
+                         ("evaluator_score", policy.evaluator_score),
+                         *((n, policy.for_metric(n)) for n in policy.metrics)]:
+        if metric.min_samples > metric.max_samples:
+            raise PolicyError(f"{source}: {name}: min_samples ({metric.min_samples}) is above "
+                              f"max_samples ({metric.max_samples})")
     if policy.marginal_threshold > policy.pass_threshold:
         raise PolicyError(f"{source}: marginal_threshold ({policy.marginal_threshold}) is above "
                           f"pass_threshold ({policy.pass_threshold})")
@@ -161,6 +179,35 @@ def _default_mapping_cached() -> dict[str, Any]:
     text = resources.files("canarytrace.analysis").joinpath("default_policy.yaml").read_text(
         encoding="utf-8")
     return yaml.safe_load(text)
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a policy needs none, and aliases let a few bytes
+    expand into an exponentially large document."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in "
+                                              "a policy", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _check_numbers(data: Any, source: str, where: str = "") -> None:
+    """Every number finite (YAML reads .nan and .inf) and the document small."""
+    stack, seen = [(where, data)], 0
+    while stack:
+        path, value = stack.pop()
+        seen += 1
+        if seen > MAX_POLICY_NODES:
+            raise PolicyError(f"{source}: more than {MAX_POLICY_NODES} values; a policy is small")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PolicyError(f"{source}: {path or '(top level)'}: {value} is not a finite "
+                              "number")
+        if isinstance(value, dict):
+            stack += [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value)]
 
 
 def _validate(data: Any, source: str) -> None:

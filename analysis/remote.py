@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import jsonschema
+
 from canarytrace.analysis.report_json import validate_report
 from canarytrace.analysis.service import ComparisonRequest, verdict_row
 from canarytrace.cli import CommandError
@@ -40,16 +41,24 @@ def record_verdict(url: str, report: dict[str, Any], request: ComparisonRequest,
     _call("POST", url, "/api/verdicts", api_key, json=body)
 
 
-def _call(method: str, url: str, path: str, api_key: str | None, **kwargs: Any) -> httpx.Response:
+def call(method: str, url: str, path: str, api_key: str | None,
+         accept: tuple[int, ...] = (200,), **kwargs: Any) -> httpx.Response:
+    """One request to the collector; CommandError (exit 1) unless it answers in ``accept``."""
+    return _call(method, url, path, api_key, accept=accept, **kwargs)
+
+
+def _call(method: str, url: str, path: str, api_key: str | None,
+          accept: tuple[int, ...] = (200,), **kwargs: Any) -> httpx.Response:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = httpx.request(method, url.rstrip("/") + path, headers=headers,
                                  timeout=TIMEOUT_S, **kwargs)
     except httpx.HTTPError as exc:
         raise CommandError(f"cannot reach the collector at {url}: {exc}", exit_code=1) from exc
-    if response.status_code != 200:
+    if response.status_code not in accept:
+        code = 2 if response.status_code in (400, 404, 422) else 1
         raise CommandError(f"the collector at {url} answered {response.status_code} to "
-                           f"{method} {path}: {_detail(response)}", exit_code=1)
+                           f"{method} {path}: {_detail(response)}", exit_code=code)
     return response
 
 

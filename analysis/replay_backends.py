@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
+
 from canarytrace import attributes as A
 from canarytrace.analysis.policy import Policy
 from canarytrace.analysis.replay import REPLAY_SERVICE
@@ -93,7 +94,7 @@ class StoreBackend:
     write_delay_s = 0.0
 
     def __init__(self, store_url: str, project: str = "default") -> None:
-        from canarytrace.collector.store import Store
+        from canarytrace.store.client import Store
 
         try:
             self.store = Store.from_url(store_url)

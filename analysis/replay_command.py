@@ -22,6 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import Progress
+
 from canarytrace.analysis.compare import EXIT_CODES
 from canarytrace.analysis.datasets import DatasetError, load_dataset
 from canarytrace.analysis.local_collector import CollectorProcessError, LocalCollector
@@ -57,12 +60,10 @@ from canarytrace.analysis.replay_report import (
 )
 from canarytrace.analysis.service import ComparisonRequest
 from canarytrace.cli import CommandError, CommandParser
-from canarytrace.collector.settings import DEFAULT_STORE, chdb_path, resolve_store_url
 from canarytrace.evaluators.base import Evaluator
 from canarytrace.evaluators.sources import SourceError, Window
 from canarytrace.evaluators.worker import EvaluationRun, create_evaluators
-from rich.console import Console
-from rich.progress import Progress
+from canarytrace.store.location import DEFAULT_STORE, chdb_path, resolve_store_url
 
 SLICINGS = (("cohort",),)
 """The comparison is sliced by configuration (each answer's ``canary.cohort``)."""
@@ -79,7 +80,8 @@ metrics:
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="canarytrace replay", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True,
-                        help="'ifeval' (built-in, 541 prompts) or a JSONL file (IFEval rows, or "
+                        help="'ifeval' (built-in, 541 prompts), 'ifbench' (built-in, 300 "
+                             "prompts) or a JSONL file (IFEval rows, or "
                              "rows with prompt/messages and json_schema/tools/reference/task)")
     parser.add_argument("--base", required=True, help="hf:PATH, a directory saved with "
                                                       "save_pretrained")

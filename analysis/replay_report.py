@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from canarytrace import attributes as A
 from canarytrace.analysis.replay import Answer, ReplayResult
-from rich.table import Table
 
 INSTRUCTION_ADHERENCE = "instruction_adherence"
 REWARD_SCORE = "reward_score"

@@ -39,13 +39,30 @@ from typing import Any
 
 import jsonschema
 import numpy as np
+
 from canarytrace.analysis.compare import ComparisonReport, MetricResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+GUARANTEES = {
+    "rollout": "anytime-valid: this rollout's family was fixed at its start; however often it "
+               "is looked at, a false ROLLBACK and a false PROMOTE each have probability at "
+               "most alpha, and its first decisive verdict is final",
+    "anchored": "anytime-valid while --since stays fixed (e.g. the canary's start): looking "
+                "again as data arrives keeps a false ROLLBACK and a false PROMOTE each at "
+                "most alpha",
+    "sliding": "a relative --since slides: repeated looks at a sliding window judge a "
+               "different sample each time and carry no anytime guarantee; anchor --since at "
+               "the canary's start or use 'canarytrace rollout'",
+}
 
 
-def report_to_dict(report: ComparisonReport) -> dict[str, Any]:
+def report_to_dict(report: ComparisonReport, window: str = "anchored") -> dict[str, Any]:
+    """The JSON report; ``window`` is how the window was chosen: rollout, anchored or sliding
+    (it decides what ``guarantee`` says)."""
     query = report.inputs.query
+    if report.family.fixed:
+        window = "rollout"
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": _iso(report.generated_at),
@@ -63,6 +80,9 @@ def report_to_dict(report: ComparisonReport) -> dict[str, Any]:
                      "slice": r.slice} for r in report.reasons],
         "metrics": [_result_to_dict(r) for r in report.results],
         "distributions": report.distributions,
+        "guarantee": {"anytime": window != "sliding", "window": window,
+                      "message": GUARANTEES[window]},
+        "family": report.family.to_dict(),
     }
 
 
@@ -90,6 +110,8 @@ def _result_to_dict(result: MetricResult) -> dict[str, Any]:
         "settled": result.settled,
         "needed": result.needed,
         "details": _clean(result.details),
+        "alpha": _number(result.alpha),
+        "anytime_interval": _interval(result.anytime_interval),
     }
 
 
@@ -131,5 +153,5 @@ def report_schema() -> dict[str, Any]:
 
 
 def validate_report(data: dict[str, Any]) -> None:
-    """Raise jsonschema.ValidationError when ``data`` is not a schema_version 1 report."""
+    """Raise jsonschema.ValidationError when ``data`` is not a schema_version 2 report."""
     jsonschema.Draft202012Validator(report_schema()).validate(data)

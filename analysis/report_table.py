@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from canarytrace.analysis.compare import format_difference, format_value
 from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+from canarytrace.analysis.compare import format_difference, format_value
+from canarytrace.analysis.console import fit
 
 VERDICT_STYLES = {"PROMOTE": "bold green", "HOLD": "bold yellow", "ROLLBACK": "bold red"}
 CLASS_STYLES = {"regression": "bold red", "improvement": "green", "pass": "green",
@@ -21,21 +23,32 @@ WIDE = 125
 
 
 def render_table(report: dict[str, Any], console: Console) -> None:
-    console.print(_header(report))
-    console.print(_metrics_table(report, wide=console.width >= WIDE))
+    """The verdict panel and the metrics table; piped (not a terminal), both at full width:
+    every column, no cell cut (see :func:`canarytrace.analysis.console.fit`)."""
+    terminal = console.is_terminal
+    title = _title(report)
+    header = _header(report, title, expand=terminal)
+    table = _metrics_table(report, wide=console.width >= WIDE or not terminal)
+    fit(console, header, table, min_width=title.cell_len + 6)
+    console.print(header)
+    console.print(table)
 
 
-def _header(report: dict[str, Any]) -> Panel:
+def _title(report: dict[str, Any]) -> Text:
     verdict = report["verdict"]
     score = "-" if report["score"] is None else f"{report['score']:.0f}"
-    title = Text.assemble((verdict, VERDICT_STYLES[verdict]),
-                          f"  score {score}  ({report['candidate_model']} vs "
-                          f"{report['base_model']}, project {report['project']})")
+    return Text.assemble((verdict, VERDICT_STYLES[verdict]),
+                         f"  score {score}  ({report['candidate_model']} vs "
+                         f"{report['base_model']}, project {report['project']})")
+
+
+def _header(report: dict[str, Any], title: Text, expand: bool = True) -> Panel:
     window = report["window"]
     lines = [Text(f"window {window['since']} .. {window['until']}; policy "
                   f"{report['policy']['source']}", style="dim")]
     lines += [Text(f"- {reason['message']}") for reason in report["reasons"]]
-    return Panel(Group(*lines), title=title, title_align="left", box=box.ROUNDED)
+    return Panel(Group(*lines), title=title, title_align="left", box=box.ROUNDED,
+                 expand=expand)
 
 
 def _metrics_table(report: dict[str, Any], wide: bool) -> Table:

@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from canarytrace.analysis.compare import compare
+from canarytrace.analysis.family import Family
 from canarytrace.analysis.inputs import ComparisonQuery, load_inputs
 from canarytrace.analysis.policy import Policy
 from canarytrace.analysis.report_json import report_to_dict
 
 if TYPE_CHECKING:
-    from canarytrace.collector.store import Store
+    from canarytrace.store.client import Store
 
 
 class StoreError(RuntimeError):
@@ -31,6 +32,8 @@ class ComparisonRequest:
     since: datetime
     until: datetime
     slicings: tuple[tuple[str, ...], ...]
+    window_kind: str = "anchored"
+    """How ``since`` was given: "anchored" (a fixed time) or "sliding" (a duration back)."""
 
     def window(self) -> str:
         """The window as an ISO-8601 interval, as the verdicts table stores it."""
@@ -39,8 +42,8 @@ class ComparisonRequest:
 
 def open_store(url: str) -> Store:
     """Open the store at ``url`` and check that it holds the canarytrace tables."""
-    from canarytrace.collector.settings import chdb_path
-    from canarytrace.collector.store import Store
+    from canarytrace.store.client import Store
+    from canarytrace.store.location import chdb_path
 
     directory = chdb_path(url)
     if directory is not None and not directory.exists():
@@ -64,11 +67,14 @@ def open_store(url: str) -> Store:
 
 
 def run_comparison(store: Store, request: ComparisonRequest, policy: Policy,
-                   project: str = "default", record: bool = True) -> dict[str, Any]:
-    """Compare ``request`` on ``store`` under ``policy``; the JSON report (report_json)."""
+                   project: str = "default", record: bool = True,
+                   family: Family | None = None) -> dict[str, Any]:
+    """Compare ``request`` on ``store`` under ``policy`` (and a rollout's fixed ``family``);
+    the JSON report (report_json)."""
     query = ComparisonQuery(request.base, request.candidate, request.since, request.until,
                             project, request.slicings)
-    report = report_to_dict(compare(load_inputs(store, query), policy))
+    report = report_to_dict(compare(load_inputs(store, query), policy, family),
+                            window=request.window_kind)
     if record:
         store.insert_verdict(verdict_row(report, request))
     return report

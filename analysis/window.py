@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from canarytrace.analysis.inputs import SLICE_COLUMNS
 from canarytrace.times import parse_time
+
+_DURATION = re.compile(r"^\s*\d+(?:\.\d+)?\s*[smhdw]\s*$")
 
 
 def parse_window(since: str, until: str, now: datetime | None = None
@@ -16,6 +19,12 @@ def parse_window(since: str, until: str, now: datetime | None = None
         raise ValueError(f"the window is empty: since ({start.isoformat()}) is not before "
                          f"until ({end.isoformat()})")
     return start, end
+
+
+def window_kind(since: str) -> str:
+    """"sliding" when ``since`` is relative to now (``24h``, ``now``), else "anchored"."""
+    text = since.strip().lower()
+    return "sliding" if text == "now" or _DURATION.match(text) else "anchored"
 
 
 def parse_slicings(text: str) -> tuple[tuple[str, ...], ...]:

@@ -15,11 +15,12 @@ import statistics
 import time
 from collections.abc import Sequence
 
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
 import canarytrace as ct
 from canarytrace.canary import Canary
 from canarytrace.processor import export_processor
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 
 class CountingExporter(SpanExporter):

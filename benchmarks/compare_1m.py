@@ -17,13 +17,14 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+
 from canarytrace import attributes as A
 from canarytrace.analysis.compare import compare
 from canarytrace.analysis.inputs import ComparisonQuery, load_inputs
 from canarytrace.analysis.policy import default_policy
 from canarytrace.analysis.report_json import report_to_dict
 from canarytrace.analysis.window import parse_slicings
-from canarytrace.collector.store import Store
+from canarytrace.store.client import Store
 
 BASE, CANDIDATE = "llama-3-8b", "llama-3-8b-lora-r16"
 COHORTS = ("free", "pro", "enterprise", "edu", "internal")

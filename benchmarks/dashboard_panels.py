@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from canarytrace.collector import panels  # noqa: E402
-from canarytrace.collector.store import Store  # noqa: E402
-
+from canarytrace.dashboards import panels
+from canarytrace.store import panel_sql  # noqa: E402
+from canarytrace.store.client import Store  # noqa: E402
 from tests.analysis.dashboard_seed import make_traffic, seed_store  # noqa: E402
 
 
@@ -41,12 +41,12 @@ def seed(store: Store, requests: int, now: datetime, batch: int = 5000) -> int:
 
 def time_panels(store: Store, hours: int, now: datetime, repeat: int) -> dict[str, float]:
     start = now - timedelta(hours=hours)
-    ctx = panels.QueryContext(start, now, panels.choose_interval(start, now, 60),
+    ctx = panel_sql.QueryContext(start, now, panel_sql.choose_interval(start, now, 60),
                               {"project": ["default"], "service": None, "route": None,
                                "model": None})
     timings = {}
     for panel in panels.load_dashboard().panels:
-        sql = panels.expand(panel.sql, ctx)
+        sql = panel_sql.expand(panel.sql, ctx)
         runs = []
         for _ in range(repeat):
             began = time.perf_counter()

@@ -26,11 +26,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from canarytrace import attributes as A
-from canarytrace.collector.rows import format_ns
-from canarytrace.collector.store import Store
 from canarytrace.evaluators.registry import default_registry
 from canarytrace.evaluators.sources import StoreSource, Window
 from canarytrace.evaluators.worker import EvaluationRun
+from canarytrace.store.client import Store
+from canarytrace.store.timestamps import format_ns
 
 IFEVAL = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "ifeval"
 SCHEMA = {"type": "object", "required": ["invoice_id", "amount", "currency"],

@@ -43,10 +43,11 @@ def free_port() -> int:
 # --- payloads ------------------------------------------------------------------------------
 def template() -> tuple[bytes, list[tuple[int, int]]]:
     """One serialized 512-span request and the (offset, length) of every trace/span id in it."""
-    from canarytrace import attributes as A
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
+
+    from canarytrace import attributes as A
 
     request = ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()

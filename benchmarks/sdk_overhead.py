@@ -16,12 +16,13 @@ import json
 import statistics
 import time
 
-import canarytrace as ct
-from canarytrace import attributes as A
-from canarytrace.processor import export_processor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
+
+import canarytrace as ct
+from canarytrace import attributes as A
+from canarytrace.processor import export_processor
 
 PROMPT = [{"role": "system",
            "parts": [{"type": "text", "content": "You answer billing questions."}]},

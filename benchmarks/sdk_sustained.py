@@ -19,11 +19,12 @@ import socket
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import canarytrace as ct
-from canarytrace.processor import export_processor
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+import canarytrace as ct
+from canarytrace.processor import export_processor
 
 PROMPT = [{"role": "system", "content": "You answer billing questions for ACME Cloud."},
           {"role": "user", "content": "Why was I charged twice this month for the same plan?"}]

@@ -14,21 +14,22 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic.alias_generators import to_pascal
+from starlette.concurrency import run_in_threadpool
+
 from canarytrace.collector import otlp
 from canarytrace.collector.ingest_routes import read_body
-from canarytrace.collector.queries import (
+from canarytrace.collector.state import Collector, collector_of, project_of
+from canarytrace.store.queries import (
     BadQuery,
     EvalFilter,
     Page,
     PageRequest,
     SpanFilter,
-    to_ns,
 )
-from canarytrace.collector.state import Collector, collector_of, project_of
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
-from pydantic.alias_generators import to_pascal
-from starlette.concurrency import run_in_threadpool
+from canarytrace.store.timestamps import to_ns
 
 router = APIRouter()
 HEX32 = r"^[0-9a-f]{32}$"

@@ -5,15 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from canarytrace import __version__
-from canarytrace.collector import api_routes, compare_route, dashboard_route, ingest_routes
-from canarytrace.collector.metrics import CONTENT_TYPE_LATEST
-from canarytrace.collector.settings import Settings
-from canarytrace.collector.state import Collector, collector_of
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+
+from canarytrace import __version__
+from canarytrace.collector import (
+    api_routes,
+    compare_route,
+    dashboard_route,
+    ingest_routes,
+    rollout_routes,
+)
+from canarytrace.collector.metrics import CONTENT_TYPE_LATEST
+from canarytrace.collector.settings import Settings
+from canarytrace.collector.state import Collector, collector_of
 
 SPOOL_READY_BELOW = 0.9
 
@@ -36,6 +43,7 @@ def create_app(settings: Settings, collector: Collector | None = None) -> FastAP
     app.include_router(ingest_routes.router)
     app.include_router(api_routes.router)
     app.include_router(compare_route.router)
+    app.include_router(rollout_routes.router)
     app.include_router(dashboard_route.router)
 
     @app.exception_handler(ClickHouseError)

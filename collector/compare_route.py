@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+
 from canarytrace.analysis.policy import PolicyError, default_policy, parse_policy
 from canarytrace.analysis.service import ComparisonRequest, run_comparison
-from canarytrace.analysis.window import parse_slicings, parse_window
+from canarytrace.analysis.window import parse_slicings, parse_window, window_kind
 from canarytrace.collector.state import collector_of, project_of
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 router = APIRouter()
 MAX_POLICY_CHARS = 64 * 1024
@@ -37,7 +38,8 @@ def get_compare(
         raise HTTPException(400, "base and candidate name the same model")
     try:
         start, end = parse_window(since, until)
-        comparison = ComparisonRequest(base, candidate, start, end, parse_slicings(by))
+        comparison = ComparisonRequest(base, candidate, start, end, parse_slicings(by),
+                                       window_kind(since))
         rules = parse_policy(policy, source="policy parameter") if policy else default_policy()
     except (ValueError, PolicyError) as exc:
         raise HTTPException(400, str(exc)) from exc

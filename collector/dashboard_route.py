@@ -12,12 +12,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-from canarytrace.collector import panels
-from canarytrace.collector.state import collector_of, project_of
-from canarytrace.collector.store import Store
-from canarytrace.collector.trace_view import Outcome, TraceQuery, list_traces, load_trace
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse
+
+from canarytrace.collector.state import collector_of, project_of
+from canarytrace.collector.trace_view import Outcome, TraceQuery, list_traces, load_trace
+from canarytrace.dashboards import panels
+from canarytrace.store import panel_sql
+from canarytrace.store.client import Store
+from canarytrace.times import parse_time
 
 router = APIRouter()
 DEFAULT_RANGE = timedelta(hours=6)
@@ -61,17 +64,25 @@ def _static_file(path: str) -> FileResponse:
 
 # --- time range --------------------------------------------------------------------
 
-def time_range(since: datetime | None = None, until: datetime | None = None
-               ) -> tuple[datetime, datetime]:
-    """``[since, until]`` in UTC: until defaults to now, since to 6 hours before until."""
-    until = _whole_second_after(_utc(until) if until else datetime.now(UTC))
-    since = _utc(since) if since else until - DEFAULT_RANGE
-    if since >= until:
-        raise HTTPException(400, f"since ({since.isoformat()}) must be before until "
-                                 f"({until.isoformat()})")
-    if until - since > MAX_RANGE:
+TimeText = Annotated[str | None, Query(max_length=100,
+                                        description="ISO-8601, now, or back: 30m, 1h, 7d")]
+
+
+def time_range(since: TimeText = None, until: TimeText = None) -> tuple[datetime, datetime]:
+    """``[since, until]`` in UTC, in the CLI's time forms: until defaults to now, since to 6
+    hours before until; 400 for a bad or out-of-range time."""
+    now = datetime.now(UTC)
+    try:
+        end = _whole_second_after(parse_time(until, now) if until else now)
+        start = parse_time(since, now) if since else end - DEFAULT_RANGE
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from exc
+    if start >= end:
+        raise HTTPException(400, f"since ({start.isoformat()}) must be before until "
+                                 f"({end.isoformat()})")
+    if end - start > MAX_RANGE:
         raise HTTPException(400, f"time range is longer than {MAX_RANGE.days} days")
-    return since, until
+    return start, end
 
 
 def _whole_second_after(moment: datetime) -> datetime:
@@ -103,12 +114,12 @@ def config(_: Project) -> dict[str, Any]:
 
 
 def query_context(store: Store, project: str, window: tuple[datetime, datetime],
-                  selections: dict[str, list[str] | None]) -> panels.QueryContext:
+                  selections: dict[str, list[str] | None]) -> panel_sql.QueryContext:
     """Grafana's inputs for one query: the project is always the caller's, never All."""
     since, until = window
     variables = {"project": [project], **{k: (v or None) for k, v in selections.items()}}
-    return panels.QueryContext(start=since, end=until,
-                               interval_s=panels.choose_interval(since, until, MAX_POINTS),
+    return panel_sql.QueryContext(start=since, end=until,
+                               interval_s=panel_sql.choose_interval(since, until, MAX_POINTS),
                                variables=variables, database=store.database)
 
 
@@ -120,7 +131,7 @@ def filters(store: StoreDep, project: Project, window: Range) -> dict[str, Any]:
     for variable in panels.load_dashboard().variables:
         if variable.name == "project":
             continue
-        rows = store.query(panels.expand(variable.sql, ctx))
+        rows = store.query(panel_sql.expand(variable.sql, ctx))
         values[variable.name] = [str(next(iter(r.values()))) for r in rows]
     return {"values": values, "models": _models(store, project, window)}
 
@@ -154,7 +165,7 @@ def panel_data(panel_id: str, store: StoreDep, project: Project, window: Range,
         raise HTTPException(404, f"no panel {panel_id!r}") from exc
     ctx = query_context(store, project, window,
                         {"service": service, "route": route, "model": model})
-    rows = store.query(panels.expand(panel.sql, ctx))
+    rows = store.query(panel_sql.expand(panel.sql, ctx))
     return {"id": panel.id, "interval_s": ctx.interval_s, "from_ms": json_value(ctx.start),
             "to_ms": json_value(ctx.end), **table_json(rows)}
 

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from canarytrace.collector.settings import Settings
-from canarytrace.collector.store import Store
 from canarytrace.evaluators.base import Evaluator
 from canarytrace.evaluators.registry import EvaluatorRegistry
 from canarytrace.evaluators.sampling import SamplingRule
@@ -28,6 +27,7 @@ from canarytrace.evaluators.worker import (
     RunSummary,
     create_evaluators,
 )
+from canarytrace.store.client import Store
 
 logger = logging.getLogger("canarytrace.collector.evaluation")
 

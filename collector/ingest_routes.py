@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from fastapi import APIRouter, Request, Response
+
 from canarytrace.collector import otlp
 from canarytrace.collector.keys import Unauthorized
 from canarytrace.collector.spool import SpoolBroken, SpoolFull
 from canarytrace.collector.state import Collector, collector_of
-from fastapi import APIRouter, Request, Response
 
 router = APIRouter()
 RETRY_AFTER_S = 5

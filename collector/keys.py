@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from canarytrace.collector.schema import DEFAULT_PROJECT
+from canarytrace.store.schema import DEFAULT_PROJECT
 
 PREFIX = "ct"
 

@@ -1,4 +1,4 @@
-"""Turn an OTLP body into a spool record: decode, validate, normalize, encode as JSONEachRow.
+"""Turn an OTLP body into a spool record: decode, validate, normalize, encode as Arrow.
 
 This is the CPU-heavy part of ingest (tens of microseconds per span in Python), so
 ``Preparer`` can run it in worker processes: the event loop then only moves bytes,
@@ -17,9 +17,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 
-import orjson
 from canarytrace.collector import otlp
 from canarytrace.collector.rows import Limits, RowBuilder
+from canarytrace.store import span_columns
 
 PARENT_CHECK_S = 1.0
 _worker_builder: RowBuilder | None = None
@@ -27,7 +27,7 @@ _worker_builder: RowBuilder | None = None
 
 @dataclass(frozen=True)
 class Prepared:
-    """One request's rows as a spool payload, and what was refused or truncated."""
+    """One request's rows as a spool payload (an Arrow IPC stream), and what was refused."""
 
     payload: bytes
     rows: int
@@ -39,7 +39,7 @@ class Prepared:
 def prepare(body: bytes, encoding: otlp.Encoding, project: str, builder: RowBuilder) -> Prepared:
     """Decode and convert one request body (raises otlp.BadRequest for an unusable body)."""
     converted = builder.convert(otlp.decode(body, encoding), project)
-    payload = b"\n".join([orjson.dumps(row) for row in converted.rows])
+    payload = span_columns.to_ipc(span_columns.table(converted.rows)) if converted.rows else b""
     return Prepared(payload, len(converted.rows), converted.rejected,
                     converted.error_message(), converted.truncated_values)
 

@@ -3,28 +3,33 @@
 Values are written the way the OpenTelemetry Collector's ClickHouse exporter writes
 them (SpanKind 'Client', StatusCode 'Ok', ids in lowercase hex, attribute values as
 strings: ints in decimal, bools 'true'/'false', arrays and maps as JSON), so both
-writers can share one table. A span that breaks a rule is rejected on its own; the
-rest of the request is kept (OTLP partial success).
+writers can share one table; timestamps are integer nanoseconds. A span that breaks a
+rule is rejected on its own, before the request is acknowledged; the rest of the request
+is kept (OTLP partial success naming the rejected spans).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from canarytrace import attributes as A
-from canarytrace.collector.normalize import normalize
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from canarytrace import attributes as A
+from canarytrace.collector.normalize import normalize
+
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES = ("Unset", "Ok", "Error")
 MAX_TIMESTAMP_NS = 2**63 - 1  # DateTime64(9) ends at 2262-04-11
-NS_PER_S = 1_000_000_000
+
+MESSAGES_SHOWN = 5
+_BRACKETS = re.compile(r"[\[\]{}]")
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 
@@ -36,6 +41,7 @@ class Limits:
     max_attribute_length: int = 128 * 1024
     max_attributes_per_span: int = 1024
     max_attribute_key_length: int = 1024
+    max_json_depth: int = 64
 
 
 @dataclass
@@ -48,20 +54,17 @@ class Converted:
     truncated_values: int = 0
 
     def error_message(self) -> str:
-        """One line for OTLP ``partial_success.error_message``."""
+        """One line for OTLP ``partial_success.error_message``, naming the rejected spans."""
         if not self.errors:
             return ""
-        more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
-        return f"rejected {self.rejected} span(s): {self.errors[0]}{more}"
+        shown = "; ".join(self.errors[:MESSAGES_SHOWN])
+        more = f" (and {len(self.errors) - MESSAGES_SHOWN} more)" \
+            if len(self.errors) > MESSAGES_SHOWN else ""
+        return f"rejected {self.rejected} span(s): {shown}{more}"
 
 
 class SpanRejected(ValueError):
     """Why one span cannot be stored."""
-
-
-def format_ns(ns: int) -> str:
-    """Nanoseconds since the epoch as ClickHouse DateTime64(9) text: ``seconds.nanoseconds``."""
-    return f"{ns // NS_PER_S}.{ns % NS_PER_S:09d}"
 
 
 def format_double(value: float) -> str:
@@ -151,21 +154,26 @@ class RowBuilder:
         start, end = span.start_time_unix_nano, span.end_time_unix_nano
         if not 0 < start <= MAX_TIMESTAMP_NS:
             raise SpanRejected(f"start_time_unix_nano {start} is outside 1970..2262")
+        status = span.status
+        if not 0 <= span.kind < len(SPAN_KINDS):
+            raise SpanRejected(f"kind {span.kind} is not a SpanKind (0..{len(SPAN_KINDS) - 1})")
+        if not 0 <= status.code < len(STATUS_CODES):
+            raise SpanRejected(f"status code {status.code} is not a StatusCode "
+                               f"(0..{len(STATUS_CODES) - 1})")
         attributes = self.attributes(span.attributes, out)
         if normalize(attributes):
             self.truncate(attributes, out)
-        status = span.status
         row = {
-            "Timestamp": format_ns(start),
+            "Timestamp": start,
             "TraceId": span.trace_id.hex(),
             "SpanId": span.span_id.hex(),
             "ParentSpanId": span.parent_span_id.hex(),
             "TraceState": span.trace_state,
             "SpanName": span.name,
-            "SpanKind": SPAN_KINDS[span.kind] if span.kind < len(SPAN_KINDS) else "",
+            "SpanKind": SPAN_KINDS[span.kind],
             "SpanAttributes": attributes,
             "Duration": end - start if end > start else 0,
-            "StatusCode": STATUS_CODES[status.code] if status.code < len(STATUS_CODES) else "",
+            "StatusCode": STATUS_CODES[status.code],
             "StatusMessage": status.message,
         }
         if span.events:
@@ -175,7 +183,8 @@ class RowBuilder:
         return row
 
     def attributes(self, key_values: Any, out: Converted) -> dict[str, str]:
-        """Attribute values as strings; long ones truncated, too many or too long keys refused."""
+        """Attribute values as strings; long ones truncated; too many, too long keys or JSON
+        nested too deeply (which every later reader would choke on) refused."""
         limits = self.limits
         if len(key_values) > limits.max_attributes_per_span:
             raise SpanRejected(f"{len(key_values)} attributes; the limit is "
@@ -192,8 +201,23 @@ class RowBuilder:
             longest = max(map(len, result))
             raise SpanRejected(f"attribute key of {longest} characters; the limit is "
                                f"{limits.max_attribute_key_length}")
+        self.check_nesting(result)
         self.truncate(result, out)
         return result
+
+    def check_nesting(self, attributes: dict[str, str]) -> None:
+        """Refuse values that look like JSON nested deeper than ``max_json_depth``."""
+        limit = self.limits.max_json_depth
+        for key, value in attributes.items():
+            head = value[:1]
+            if head not in ("[", "{") and not (head.isspace() and value.lstrip()[:1] in "[{"):
+                continue
+            if value.count("[") + value.count("{") <= limit:
+                continue
+            depth = nesting_depth(value)
+            if depth > limit:
+                raise SpanRejected(f"attribute {key[:100]} holds JSON nested {depth} levels "
+                                   f"deep; the limit is {limit}")
 
     def truncate(self, attributes: dict[str, str], out: Converted) -> None:
         limit = self.limits.max_attribute_length
@@ -208,7 +232,7 @@ class RowBuilder:
         for event in span.events:
             if event.time_unix_nano > MAX_TIMESTAMP_NS:
                 raise SpanRejected(f"event time_unix_nano {event.time_unix_nano} is after 2262")
-        row["Events.Timestamp"] = [format_ns(e.time_unix_nano) for e in span.events]
+        row["Events.Timestamp"] = [e.time_unix_nano for e in span.events]
         row["Events.Name"] = [e.name for e in span.events]
         row["Events.Attributes"] = [self.attributes(e.attributes, out) for e in span.events]
 
@@ -219,6 +243,19 @@ class RowBuilder:
         row["Links.SpanId"] = [link.span_id.hex() for link in span.links]
         row["Links.TraceState"] = [link.trace_state for link in span.links]
         row["Links.Attributes"] = [self.attributes(link.attributes, out) for link in span.links]
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest bracket nesting in ``text``, counting brackets inside strings too (a JSON
+    string may itself hold JSON that a reader parses)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif depth:
+            depth -= 1
+    return deepest
 
 
 def check_ids(trace_id: bytes, span_id: bytes, parent_span_id: bytes, what: str = "") -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import socket
+from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
+
 from canarytrace.cli import CommandError, CommandParser
 from canarytrace.collector.settings import Settings, load_settings
+from canarytrace.store.location import StoreInUse, StoreURLError
 
 FLAGS = {  # flag -> Settings field; unset flags fall back to CANARYTRACE_* env, then defaults
     "--host": "host", "--port": "port", "--store": "store", "--database": "database",
@@ -42,19 +45,41 @@ def main(argv: list[str]) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("urllib3", "clickhouse_connect"):  # their retries repeat our one-line errors
         logging.getLogger(noisy).setLevel(max(logging.ERROR, logging.getLogger().level))
+    try:
+        store_url = settings.store_url
+    except StoreURLError as exc:
+        raise CommandError(str(exc)) from exc
     listener = listen(settings.host, settings.port)
     try:
         collector = Collector.start(settings)
     except Exception as exc:  # noqa: BLE001 - reported as one line
         listener.close()
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, ValueError):  # a bad setting, e.g. an unknown evaluator
+        if isinstance(exc, (ValueError, StoreInUse)):  # a bad setting, or a store in use
             raise CommandError(message) from exc
-        raise CommandError(f"cannot open store {settings.store_url}: {message}") from exc
+        raise CommandError(f"cannot open store {store_url}: {message}") from exc
     config = uvicorn.Config(create_app(settings, collector), log_level=settings.log_level.lower(),
                             access_log=False, timeout_graceful_shutdown=10)
+    print(startup_line(listener, store_url), flush=True)
     uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def startup_line(listener: socket.socket, store_url: str) -> str:
+    """What ``serve`` prints once it accepts spans: where to send them, the store, the page."""
+    host, port = listener.getsockname()[:2]
+    shown = "localhost" if host in ("0.0.0.0", "::") else f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}"
+    return (f"canarytrace serve: listening on {url} (OTLP/HTTP {url}/v1/traces), "
+            f"store {_without_password(store_url)}, dashboard {url}/")
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def listen(host: str, port: int) -> socket.socket:

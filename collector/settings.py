@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from canarytrace.cli import CommandError
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_STORE = "chdb://./.canarytrace/db"
+from canarytrace.cli import CommandError
+from canarytrace.store.location import DEFAULT_STORE, chdb_path, resolve_store_url
+
 MIB = 1024 * 1024
-
-
-def resolve_store_url(url: str) -> str:
-    """Make a store URL absolute: ``chdb://rel/dir`` and bare paths become ``chdb:///abs/dir``."""
-    if "://" not in url:
-        url = f"chdb://{url}"
-    scheme, _, rest = url.partition("://")
-    if scheme != "chdb" or rest in ("", "memory", ":memory:"):
-        return url
-    return f"chdb://{os.path.abspath(rest)}"
-
-
-def chdb_path(url: str) -> Path | None:
-    """The directory of an embedded (chDB) store, or None for a ClickHouse server URL."""
-    url = resolve_store_url(url)
-    if not url.startswith("chdb://") or url in ("chdb://memory", "chdb://:memory:"):
-        return None
-    return Path(url.removeprefix("chdb://"))
 
 
 class Settings(BaseSettings):

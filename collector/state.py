@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+from fastapi import HTTPException, Request
+
 from canarytrace.collector.evaluation_loop import EvaluationLoop, loop_from_settings
 from canarytrace.collector.keys import KeyRing, Unauthorized
 from canarytrace.collector.metrics import CollectorMetrics
@@ -12,9 +14,8 @@ from canarytrace.collector.prepare import Preparer, default_workers
 from canarytrace.collector.rows import Limits
 from canarytrace.collector.settings import Settings
 from canarytrace.collector.spool import Spool
-from canarytrace.collector.store import Store
 from canarytrace.collector.writer import Writer
-from fastapi import HTTPException, Request
+from canarytrace.store.client import Store
 
 
 @dataclass

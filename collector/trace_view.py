@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from canarytrace import attributes as A
 from canarytrace import messages
-from canarytrace.collector.queries import to_ns
-from canarytrace.collector.store import Store
+from canarytrace.store.client import Store
+from canarytrace.store.timestamps import to_ns
 
 Outcome = Literal["eval_failed", "error", "fallback", "thumbs_down"]
 

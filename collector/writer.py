@@ -13,10 +13,11 @@ import threading
 import time
 from pathlib import Path
 
+from clickhouse_connect.driver.exceptions import DatabaseError
+
 from canarytrace.collector.metrics import CollectorMetrics
 from canarytrace.collector.spool import Segment, Spool
-from canarytrace.collector.store import Store
-from clickhouse_connect.driver.exceptions import DatabaseError
+from canarytrace.store.client import Store
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from canarytrace.collector.panels import Dashboard, Panel, Variable, load_dashboard
+from canarytrace.dashboards.panels import Dashboard, Panel, Variable, load_dashboard
 
 OUTPUT = Path(__file__).parent / "grafana" / "canarytrace.json"
 PLUGIN_ID = "grafana-clickhouse-datasource"

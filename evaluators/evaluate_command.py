@@ -16,6 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
 from canarytrace.cli import CommandError, CommandParser
 from canarytrace.evaluators.base import Evaluator
 from canarytrace.evaluators.registry import EvaluatorLoadError, UnknownEvaluatorError
@@ -35,10 +40,6 @@ from canarytrace.evaluators.worker import (
     create_evaluators,
 )
 from canarytrace.times import parse_time
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 DEFAULT_STORE = "chdb://./.canarytrace/db"  # as canarytrace serve's (not imported: no pydantic)
 PIPE_WIDTH = 120

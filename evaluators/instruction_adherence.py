@@ -1,12 +1,12 @@
-"""The ``instruction_adherence`` evaluator: IFEval verifiable instructions on a span's output.
+"""The ``instruction_adherence`` evaluator: IFEval and IFBench instructions on a span's output.
 
 The span names its instructions in ``canary.expect.instructions`` as a JSON list of
 ``{"id": "...", "kwargs": {...}}``. Score is the fraction followed strictly; the span
 passes when every checked instruction is followed strictly. Details carry a strict and
 a loose verdict per instruction. Instructions no checker covers (unknown ids, or plain
-strings) never fail the span: they are "unchecked", or "judged" by an optional
-``judge(instruction_text, response) -> bool`` (an ``"text"`` field gives the wording,
-else the id is the wording).
+strings, and ``words:start_verb``, which cannot be checked offline) never fail the span:
+they are "unchecked", or "judged" by an optional ``judge(instruction_text, response) -> bool``
+(a ``"text"`` field gives the wording, else the instruction's own wording or its id).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from canarytrace.evaluators.base import EvalResult, Evaluator, SpanRecord
 from canarytrace.evaluators.instructions import (
     InstructionError,
     UnknownInstruction,
+    UnverifiableInstruction,
     build_instruction,
     follows_loose,
     follows_strict,
@@ -81,6 +82,9 @@ class InstructionAdherence(Evaluator):
                 id=instruction_id, status=INVALID, reason="'kwargs' must be a JSON object")
         try:
             instruction = build_instruction(instruction_id, kwargs)
+        except UnverifiableInstruction as exc:
+            return self._free_text(instruction_id, item.get("text") or exc.wording, response,
+                                   reason=f"{exc}; a judge can score it")
         except UnknownInstruction:
             return self._free_text(instruction_id, item.get("text") or instruction_id, response)
         except InstructionError as exc:
@@ -90,11 +94,11 @@ class InstructionAdherence(Evaluator):
             strict=follows_strict(instruction, response),
             loose=follows_loose(instruction, response))
 
-    def _free_text(self, instruction_id: str, wording: str, response: str) -> InstructionVerdict:
+    def _free_text(self, instruction_id: str, wording: str, response: str,
+                   reason: str = "no built-in checker for this instruction; "
+                                 "a judge can score it") -> InstructionVerdict:
         if self.judge is None:
-            return InstructionVerdict(
-                id=instruction_id, status=UNCHECKED,
-                reason="no built-in checker for this instruction; a judge can score it")
+            return InstructionVerdict(id=instruction_id, status=UNCHECKED, reason=reason)
         try:
             followed = bool(self.judge(wording, response))
         except Exception as exc:  # noqa: BLE001 - a failing judge leaves the item unchecked

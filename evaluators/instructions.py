@@ -1,4 +1,7 @@
-"""IFEval's 25 verifiable instructions: one checker class per instruction type, a registry by id.
+"""IFEval's 25 verifiable instructions, one checker class each, and the registry by id.
+
+The registry also holds IFBench's checkers (``ifbench_instructions``); ``build_instruction``
+is the one way in for both.
 
 Each checker is built from the instruction's kwargs (IFEval names, e.g.
 ``{"num_words": 300, "relation": "at least"}``) and says whether a response follows
@@ -14,27 +17,31 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from canarytrace.evaluators import instruction_utils as text
+from canarytrace.evaluators.ifbench_instructions import IFBENCH_INSTRUCTIONS, UNVERIFIABLE
+from canarytrace.evaluators.instruction_base import (
+    Instruction,
+    InstructionError,
+    UnknownInstruction,
+    UnverifiableInstruction,
+)
+
+__all__ = [
+    "INSTRUCTIONS", "Instruction", "InstructionError", "UnknownInstruction",
+    "UnverifiableInstruction", "build_instruction", "follows_loose", "follows_strict",
+    "loose_variants",
+]
 
 LESS_THAN = "less than"
 AT_LEAST = "at least"
 RELATIONS = (LESS_THAN, AT_LEAST)
 
 CONSTRAINED_RESPONSES = ("My answer is yes.", "My answer is no.", "My answer is maybe.")
-
-
-class InstructionError(ValueError):
-    """An instruction that cannot be checked: bad kwargs, or (subclass) an unknown id."""
-
-
-class UnknownInstruction(InstructionError):
-    """No checker is registered for this instruction id."""
 
 
 # --- argument validation ----------------------------------------------------
@@ -66,19 +73,6 @@ def _compare(actual: int, relation: str, threshold: int) -> bool:
 
 
 # --- the checkers -----------------------------------------------------------
-
-class Instruction(ABC):
-    """One verifiable instruction with its arguments; ``check`` is the strict verdict."""
-
-    id: ClassVar[str]
-
-    @abstractmethod
-    def check(self, response: str) -> bool: ...
-
-    @abstractmethod
-    def describe(self) -> str:
-        """The instruction in words, as a prompt would state it."""
-
 
 @dataclass(frozen=True)
 class IncludeKeywords(Instruction):
@@ -564,14 +558,19 @@ INSTRUCTIONS: dict[str, type[Instruction]] = {
         CapitalWordFrequency, EnglishUppercase, EnglishLowercase,
         NoCommas,
     )
-}
+} | IFBENCH_INSTRUCTIONS
 
 
 def build_instruction(instruction_id: str, kwargs: Mapping[str, Any] | None = None) -> Instruction:
     """The checker for ``instruction_id`` with ``kwargs`` (None values count as absent).
 
-    Raises UnknownInstruction for an id no checker covers, InstructionError for bad kwargs.
+    Raises UnknownInstruction for an id no checker covers (UnverifiableInstruction for one
+    that cannot be checked offline), InstructionError for bad kwargs.
     """
+    if (unverifiable := UNVERIFIABLE.get(instruction_id)) is not None:
+        raise UnverifiableInstruction(
+            f"{instruction_id} is not checked offline: {unverifiable.reason}",
+            unverifiable.wording)
     checker = INSTRUCTIONS.get(instruction_id)
     if checker is None:
         raise UnknownInstruction(f"no checker for instruction id {instruction_id!r}")

@@ -22,11 +22,12 @@ import json
 from functools import lru_cache
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError, best_match, relevance
+
 from canarytrace import attributes as A
 from canarytrace.evaluators.base import EvalResult, Evaluator, SpanRecord
 from canarytrace.evaluators.json_extraction import extract_json
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError, best_match, relevance
 
 SCORE_RULE = "1 / (1 + parser_errors) when the final output validates, else 0"
 MAX_REPORTED_ERRORS = 20

@@ -1,9 +1,12 @@
 """``canarytrace score``: score IFEval-format responses offline; JSONL verdicts and accuracies.
 
-Dataset rows are ``{"key", "prompt", "instruction_id_list", "kwargs"}``; response rows
-``{"prompt", "response"}`` are matched to the dataset by prompt text, as IFEval does
-(rows that carry ``"key"`` instead of ``"prompt"`` are matched by key). Every input is
-read and validated before anything is written.
+Dataset rows are ``{"key", "prompt", "instruction_id_list", "kwargs"}`` (IFEval's and
+IFBench's ids alike); response rows ``{"prompt", "response"}`` are matched to the dataset
+by prompt text, as IFEval does (rows that carry ``"key"`` instead of ``"prompt"`` are
+matched by key). Every input is read and validated before anything is written.
+An instruction no checker covers (an unknown id, or ``words:start_verb``, which cannot be
+checked offline) is "unchecked": its verdicts are null, it is counted, and it is left out
+of the accuracies (prompt-level ones count only prompts whose every instruction is checked).
 """
 
 from __future__ import annotations
@@ -11,31 +14,34 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from rich.console import Console
+from rich.table import Table
+
 from canarytrace.cli import CommandError, CommandParser
 from canarytrace.evaluators.instructions import (
     Instruction,
     InstructionError,
+    UnknownInstruction,
     build_instruction,
     follows_loose,
     follows_strict,
 )
-from rich.console import Console
-from rich.table import Table
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """One dataset row with its instructions built."""
+    """One dataset row with its instructions built (None for one that is unchecked)."""
 
     key: Any
     prompt: str
     instruction_ids: list[str]
-    instructions: list[Instruction]
+    instructions: list[Instruction | None]
     line: int
 
 
@@ -43,8 +49,8 @@ class Prompt:
 class Scored:
     key: Any
     instruction_ids: list[str]
-    strict: list[bool]
-    loose: list[bool]
+    strict: list[bool | None]
+    loose: list[bool | None]
 
     def to_json(self) -> str:
         return json.dumps({"key": self.key, "instruction_id_list": self.instruction_ids,
@@ -53,7 +59,8 @@ class Scored:
 
 def _parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="canarytrace score", description=(
-        "Score IFEval-format responses offline: JSONL verdicts and the four IFEval accuracies."))
+        "Score IFEval-format responses (IFEval and IFBench instructions) offline: JSONL "
+        "verdicts and the four IFEval accuracies."))
     parser.add_argument("--dataset", required=True, type=Path,
                         help="JSONL of {key, prompt, instruction_id_list, kwargs}")
     parser.add_argument("--responses", required=True, type=Path,
@@ -100,7 +107,7 @@ def _key(row: dict[str, Any], where: str) -> int | str:
     return key
 
 
-def _instructions(ids: list[Any], kwargs: list[Any], where: str) -> list[Instruction]:
+def _instructions(ids: list[Any], kwargs: list[Any], where: str) -> list[Instruction | None]:
     if len(kwargs) != len(ids):
         raise CommandError(f"{where}: 'kwargs' has {len(kwargs)} entries for {len(ids)} "
                            "instruction ids")
@@ -110,6 +117,8 @@ def _instructions(ids: list[Any], kwargs: list[Any], where: str) -> list[Instruc
             raise CommandError(f"{where}: instruction ids must be strings and kwargs objects")
         try:
             built.append(build_instruction(instruction_id, arguments))
+        except UnknownInstruction:
+            built.append(None)  # unchecked: counted, never scored
         except InstructionError as exc:
             raise CommandError(f"{where}: {exc}") from None
     return built
@@ -157,24 +166,34 @@ def match_responses(prompts: list[Prompt], responses: tuple[dict[str, str], dict
 # --- scoring and reporting ---------------------------------------------------
 
 def score(prompt: Prompt, response: str) -> Scored:
+    instructions = prompt.instructions
     return Scored(
         key=prompt.key, instruction_ids=prompt.instruction_ids,
-        strict=[follows_strict(i, response) for i in prompt.instructions],
-        loose=[follows_loose(i, response) for i in prompt.instructions])
+        strict=[None if i is None else follows_strict(i, response) for i in instructions],
+        loose=[None if i is None else follows_loose(i, response) for i in instructions])
 
 
 def accuracies(results: list[Scored]) -> dict[str, tuple[int, int]]:
-    """IFEval's four accuracies as (followed, total) counts."""
+    """IFEval's four accuracies as (followed, total) counts, over checked instructions only."""
     counts = {}
     for mode in ("strict", "loose"):
         verdicts = [getattr(result, mode) for result in results]
-        counts[f"prompt-level {mode}"] = (sum(all(v) for v in verdicts), len(verdicts))
-        counts[f"instruction-level {mode}"] = (sum(sum(v) for v in verdicts),
-                                               sum(len(v) for v in verdicts))
+        whole = [v for v in verdicts if None not in v]  # prompts with every instruction checked
+        checked = [flag for v in verdicts for flag in v if flag is not None]
+        counts[f"prompt-level {mode}"] = (sum(all(v) for v in whole), len(whole))
+        counts[f"instruction-level {mode}"] = (sum(checked), len(checked))
     return counts
 
 
-def print_summary(counts: dict[str, tuple[int, int]], console: Console) -> None:
+def unchecked(results: list[Scored]) -> Counter[str]:
+    """How many times each instruction id went unchecked."""
+    return Counter(instruction_id for result in results
+                   for instruction_id, verdict in zip(result.instruction_ids, result.strict,
+                                                      strict=True) if verdict is None)
+
+
+def print_summary(counts: dict[str, tuple[int, int]], console: Console,
+                  skipped: Counter[str] | None = None) -> None:
     table = Table(title="IFEval accuracy")
     table.add_column("metric")
     table.add_column("accuracy", justify="right")
@@ -183,6 +202,9 @@ def print_summary(counts: dict[str, tuple[int, int]], console: Console) -> None:
                  "prompt-level loose", "instruction-level loose"):
         followed, total = counts[name]
         table.add_row(name, f"{followed / total:.4f}" if total else "-", f"{followed}/{total}")
+    if skipped:
+        table.caption = (f"{sum(skipped.values())} instructions unchecked, not counted: "
+                         + ", ".join(f"{name} x{n}" for name, n in sorted(skipped.items())))
     console.print(table)
 
 
@@ -207,5 +229,5 @@ def main(argv: list[str]) -> int:
         except OSError as exc:
             raise CommandError(f"{args.output}: cannot write: {exc.strerror}") from None
         console = Console()
-    print_summary(accuracies(results), console)
+    print_summary(accuracies(results), console, unchecked(results))
     return 0

@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+
 from canarytrace.evaluators.base import JUDGE_ERROR, SpanRecord
 
 if TYPE_CHECKING:
-    from canarytrace.collector.store import Store
+    from canarytrace.store.client import Store
 
 EVAL_PAGE_LIMIT = 10_000
 SERVER_FILLED = frozenset({"Project", "Timestamp", "SpanTimestamp"})
@@ -103,7 +104,7 @@ class StoreSource:
         return [row["Project"] for row in rows]
 
     def span_pages(self, filters: Mapping[str, Any], page_size: int) -> Iterator[list[SpanRecord]]:
-        from canarytrace.collector.queries import PageRequest, SpanFilter
+        from canarytrace.store.queries import PageRequest, SpanFilter
 
         span_filter, cursor = SpanFilter(**filters), None
         while True:
@@ -118,7 +119,7 @@ class StoreSource:
         return [span_record(row) for row in self.store.get_trace(self.project, trace_id)]
 
     def scored_span_ids(self, evaluator: str, version: str, window: Window) -> set[str]:
-        from canarytrace.collector.queries import EvalFilter, eval_conditions
+        from canarytrace.store.queries import EvalFilter, eval_conditions
 
         conditions = eval_conditions(self.project, EvalFilter(
             evaluator=evaluator, evaluator_version=version, **window.filters()))
@@ -138,8 +139,8 @@ class StoreSource:
 def open_store(url: str) -> Store:
     """Open (and migrate) the store at ``url``; raises SourceError with one clear line."""
     try:
-        from canarytrace.collector.settings import chdb_path, resolve_store_url
-        from canarytrace.collector.store import Store
+        from canarytrace.store.client import Store
+        from canarytrace.store.location import chdb_path, resolve_store_url
     except ModuleNotFoundError as exc:
         raise SourceError(f"--store needs the 'collector' extra (missing module {exc.name!r}): "
                           "pip install 'canarytrace[collector]', or use --collector URL") from None

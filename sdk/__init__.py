@@ -11,7 +11,9 @@ from canarytrace.context import scoped_attributes  # noqa: E402
 from canarytrace.decorators import llm  # noqa: E402
 from canarytrace.expectations import Expectations, expect  # noqa: E402
 from canarytrace.feedback import feedback  # noqa: E402
+from canarytrace.middleware import RequestIdMiddleware, WSGIRequestIdMiddleware  # noqa: E402
 from canarytrace.parsing import JSONParseError, parse_json  # noqa: E402
+from canarytrace.request_context import request  # noqa: E402
 from canarytrace.transformers_instrumentation import (  # noqa: E402
     instrument_transformers,
     uninstrument_transformers,
@@ -24,7 +26,9 @@ __all__ = [
     "Expectations",
     "JSONParseError",
     "LlmCall",
+    "RequestIdMiddleware",
     "ToolCall",
+    "WSGIRequestIdMiddleware",
     "__version__",
     "agent",
     "attributes",
@@ -36,6 +40,7 @@ __all__ = [
     "llm",
     "llm_call",
     "parse_json",
+    "request",
     "scoped_attributes",
     "shutdown",
     "tool_call",

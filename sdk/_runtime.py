@@ -12,14 +12,18 @@ import atexit
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from canarytrace._safety import log_once
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ParentBased
+
+from canarytrace import attributes as A
+from canarytrace import context
+from canarytrace._safety import log_once
+from canarytrace.sampling import PairRatioSampler
 
 _INSTRUMENTATION = "canarytrace"
 DEFAULT_ENDPOINT = "http://localhost:4318"
@@ -44,6 +48,46 @@ def _env_rate() -> float:
         raise ValueError(f"CANARYTRACE_SAMPLE_RATE must be a number, got {raw!r}") from None
 
 
+DEFAULT_REQUEST_ID_HEADER = "x-request-id"
+_LABEL_VALUES = {"CANARYTRACE_VARIANT": (A.VARIANT_BASE, A.VARIANT_CANDIDATE),
+                 "CANARYTRACE_ROLE": (A.ROLE_PRIMARY, A.ROLE_SHADOW)}
+
+
+def _env_label(name: str) -> str | None:
+    """A mesh label from the environment (``CANARYTRACE_VARIANT``/``_ROLE``); None when unset."""
+    raw = (os.environ.get(name) or "").strip().lower()
+    if not raw:
+        return None
+    if raw not in _LABEL_VALUES[name]:
+        allowed = " or ".join(_LABEL_VALUES[name])
+        raise ValueError(f"{name} must be {allowed}, got {raw!r}")
+    return raw
+
+
+def _env_request_id_header() -> str:
+    return (os.environ.get("CANARYTRACE_REQUEST_ID_HEADER") or "").strip().lower() \
+        or DEFAULT_REQUEST_ID_HEADER
+
+
+def process_labels(variant: str | None, role: str | None) -> dict[str, str]:
+    """The span attributes a labelled process stamps on every LLM span: its variant, and its
+    role (``primary`` unless told ``shadow``) once it has a variant."""
+    if variant is None:
+        return {A.CANARY_ROLE: role} if role else {}
+    return {A.CANARY_VARIANT: variant, A.CANARY_ROLE: role or A.ROLE_PRIMARY}
+
+
+def _apply_env_labels() -> None:
+    """At import: label the process from its environment, so that code that never calls
+    ``init()`` is labelled too; a bad value is logged, never raised."""
+    try:
+        labels = process_labels(_env_label("CANARYTRACE_VARIANT"), _env_label("CANARYTRACE_ROLE"))
+    except ValueError as exc:
+        log_once("ignoring the mesh labels", exc)
+        labels = {}
+    context.set_process_attributes(labels)
+
+
 @dataclass(frozen=True)
 class Settings:
     """What ``init()`` configured; unset arguments fall back to ``CANARYTRACE_*`` env vars."""
@@ -54,6 +98,12 @@ class Settings:
     sample_rate: float = 1.0
     capture_content: bool = True
     redact: Redactor | None = None
+    variant: str | None = None
+    """``CANARYTRACE_VARIANT``: ``base`` or ``candidate``, stamped on every LLM span."""
+    role: str | None = None
+    """``CANARYTRACE_ROLE``: ``primary`` (default) or ``shadow`` (a mirror target)."""
+    request_id_header: str = field(default_factory=_env_request_id_header)
+    """``CANARYTRACE_REQUEST_ID_HEADER``: the header the request-id middlewares read."""
 
     @classmethod
     def resolve(cls, service_name: str | None = None, endpoint: str | None = None,
@@ -73,7 +123,13 @@ class Settings:
             capture_content=(capture_content if capture_content is not None
                              else _env_bool("CANARYTRACE_CAPTURE_CONTENT", True)),
             redact=redact,
+            variant=_env_label("CANARYTRACE_VARIANT"),
+            role=_env_label("CANARYTRACE_ROLE"),
         )
+
+    def labels(self) -> dict[str, str]:
+        """The mesh labels this process stamps on its LLM spans."""
+        return process_labels(self.variant, self.role)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -107,6 +163,7 @@ def _version() -> str:
 
 
 state = _State()
+_apply_env_labels()
 
 
 def init(service_name: str | None = None, endpoint: str | None = None,
@@ -116,15 +173,18 @@ def init(service_name: str | None = None, endpoint: str | None = None,
     """Configure the SDK and return the TracerProvider its spans go to.
 
     With ``tracer_provider`` the SDK adopts it (your processors and exporters, your sampler).
-    Otherwise it builds one: service-name resource, parent-based trace-id-ratio sampling at
-    ``sample_rate``, batched OTLP/HTTP export to ``endpoint``/v1/traces with ``api_key`` as a
-    Bearer token. ``capture_content=False`` records no message or tool content; ``redact`` is
-    applied to every captured text before it is put on a span.
+    Otherwise it builds one: service-name resource, parent-based ratio sampling at
+    ``sample_rate`` (by pair id when a root span has one, so that both arms of a mirrored
+    request are kept or dropped together, even in two processes), batched OTLP/HTTP export
+    to ``endpoint``/v1/traces with ``api_key`` as a Bearer token. ``capture_content=False``
+    records no message or tool content; ``redact`` is applied to every captured text before it
+    is put on a span. ``CANARYTRACE_VARIANT`` and ``CANARYTRACE_ROLE`` label every LLM span.
     """
     settings = Settings.resolve(service_name, endpoint, api_key, sample_rate,
                                 capture_content, redact)
     _release_owned_providers()
     state.settings = settings
+    context.set_process_attributes(settings.labels())
     if tracer_provider is not None:
         state.tracer_provider, state.meter_provider = tracer_provider, None
         state.owns_providers = False
@@ -138,12 +198,13 @@ def init(service_name: str | None = None, endpoint: str | None = None,
 
 
 def _build_tracer_provider(settings: Settings) -> TracerProvider:
-    from canarytrace.processor import export_processor
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    from canarytrace.processor import export_processor
 
     provider = TracerProvider(
         resource=_resource(settings),
-        sampler=ParentBased(TraceIdRatioBased(settings.sample_rate)),
+        sampler=ParentBased(PairRatioSampler(settings.sample_rate)),
         shutdown_on_exit=False,  # our atexit hook bounds the wait
     )
     exporter = OTLPSpanExporter(endpoint=f"{settings.endpoint}/v1/traces",
@@ -210,6 +271,7 @@ def shutdown(timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
     afterwards the SDK follows the global providers."""
     _release_owned_providers(timeout_s)
     state.settings = Settings()
+    _apply_env_labels()
     state.tracer_provider = state.meter_provider = None
     state.tracer = trace.get_tracer(_INSTRUMENTATION, _version())
     state.meter = None

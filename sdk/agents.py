@@ -13,14 +13,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
 from canarytrace import attributes as A
 from canarytrace import capture, messages
 from canarytrace._runtime import state
 from canarytrace._safety import log_once
 from canarytrace.context import current_scope
 from canarytrace.responses import parse_response
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
 STEP_KIND_TOOL_CALL = "tool_call"
 

@@ -24,7 +24,6 @@ GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
-GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
 GEN_AI_TOOL_NAME = "gen_ai.tool.name"
 GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
 GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
@@ -86,7 +85,6 @@ OPENINFERENCE_OUTPUT_MESSAGES_PREFIX = "llm.output_messages."
 OPENINFERENCE_INPUT_VALUE = "input.value"
 OPENINFERENCE_OUTPUT_VALUE = "output.value"
 OPENINFERENCE_TOOL_NAME = "tool.name"
-OPENINFERENCE_TOOL_PARAMETERS = "tool.parameters"
 OPENINFERENCE_INVOCATION_PARAMETERS = "llm.invocation_parameters"
 OPENINFERENCE_SESSION_ID = "session.id"
 
@@ -98,7 +96,6 @@ TRACELOOP_ENTITY_OUTPUT = "traceloop.entity.output"
 LLM_REQUEST_TYPE = "llm.request.type"
 LLM_USAGE_PROMPT_TOKENS = "llm.usage.prompt_tokens"
 LLM_USAGE_COMPLETION_TOKENS = "llm.usage.completion_tokens"
-LLM_USAGE_TOTAL_TOKENS = "llm.usage.total_tokens"
 
 # Older GenAI semantic conventions
 GEN_AI_SYSTEM = "gen_ai.system"
@@ -111,7 +108,6 @@ GEN_AI_COMPLETION = "gen_ai.completion"
 
 # traceAI (FutureAGI)
 TRACEAI_SPAN_KIND = "fi.span.kind"
-TRACEAI_LLM_MODEL_NAME = "llm.model_name"
 TRACEAI_RAW_INPUT = "raw.input"
 TRACEAI_RAW_OUTPUT = "raw.output"
 
@@ -126,16 +122,11 @@ MIRROR_NONE = "none"
 # --- appended for the collector's normalization -----------------------------
 # OpenInference: more top-level names
 OPENINFERENCE_SYSTEM = "llm.system"
-OPENINFERENCE_INPUT_MIME_TYPE = "input.mime_type"
-OPENINFERENCE_OUTPUT_MIME_TYPE = "output.mime_type"
 # OpenInference flattened message keys: llm.input_messages.<i>.message.<field>
 OPENINFERENCE_MESSAGE_ROLE = "message.role"
 OPENINFERENCE_MESSAGE_CONTENT = "message.content"
 OPENINFERENCE_MESSAGE_CONTENTS = "message.contents"
-OPENINFERENCE_MESSAGE_NAME = "message.name"
 OPENINFERENCE_MESSAGE_TOOL_CALLS = "message.tool_calls"
-OPENINFERENCE_MESSAGE_TOOL_CALL_ID = "message.tool_call_id"
-OPENINFERENCE_MESSAGE_CONTENT_TYPE = "message_content.type"
 OPENINFERENCE_MESSAGE_CONTENT_TEXT = "message_content.text"
 OPENINFERENCE_TOOL_CALL_ID = "tool_call.id"
 OPENINFERENCE_TOOL_CALL_FUNCTION_NAME = "tool_call.function.name"

@@ -14,15 +14,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
 from canarytrace import attributes as A
 from canarytrace import capture, messages
 from canarytrace._runtime import get_tracer, state
 from canarytrace._safety import log_once
 from canarytrace.context import current_scope, take_deadline
 from canarytrace.responses import parse_response
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
 __all__ = ["LlmCall", "current_call", "get_tracer", "llm_call", "start_call", "start_attributes"]
 

@@ -51,6 +51,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "compare": Subcommand(
         "canarytrace.analysis.compare_command", "evaluators",
         "compare base and candidate per evaluator and cohort; PROMOTE/HOLD/ROLLBACK"),
+    "rollout": Subcommand(
+        "canarytrace.analysis.rollout_command", "evaluators",
+        "start, look at, list and stop canary rollouts (anytime-valid, final verdicts)"),
     "replay": Subcommand(
         "canarytrace.analysis.replay_command", "all",
         "run a held-out dataset through two local models, traced, and compare"),
@@ -74,8 +77,8 @@ def _load(name: str):
         return importlib.import_module(command.module)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
-        if missing == command.module or missing.startswith("canarytrace"):
-            raise CommandError(f"canarytrace {name} is not built yet in this version") from exc
+        if missing.startswith("canarytrace"):
+            raise  # a broken install, not a missing extra
         raise CommandError(
             f"canarytrace {name} needs the '{command.extra}' extra "
             f"(missing module {missing!r}): pip install 'canarytrace[{command.extra}]'"

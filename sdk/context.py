@@ -4,6 +4,9 @@
 ``llm_call``, instrumented transformers) copies these attributes at start, so
 nested spans carry the same variant, role, pair id, route and cohort. A scope may also carry
 a deadline, which only the first LLM span started inside it (the arm's own) takes.
+
+Below every scope lie the process's own attributes: the mesh labels ``CANARYTRACE_VARIANT``
+and ``CANARYTRACE_ROLE`` (set by ``_runtime``); any scope overrides them.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "canarytrace_deadline", default=None
 )
 
+_process: Mapping[str, Any] = _EMPTY
+
 INSTRUMENTED_MARKER = "__canarytrace_llm__"
+
+
+def set_process_attributes(attributes: Mapping[str, Any]) -> None:
+    """Attributes every LLM span of this process gets, below any scope's (the mesh labels)."""
+    global _process
+    _process = MappingProxyType(dict(attributes)) if attributes else _EMPTY
 
 
 @contextmanager
@@ -37,8 +48,14 @@ def scoped_attributes(attributes: Mapping[str, Any]) -> Iterator[None]:
 
 
 def current_scope() -> Mapping[str, Any]:
-    """The attributes the innermost scope stamps on LLM spans started now."""
-    return _scope.get()
+    """The attributes the innermost scope stamps on LLM spans started now, over the
+    process's own."""
+    scope = _scope.get()
+    if not _process:
+        return scope
+    if not scope:
+        return _process
+    return MappingProxyType({**_process, **scope})
 
 
 @contextmanager

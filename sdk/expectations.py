@@ -14,12 +14,13 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from opentelemetry import trace
+
 from canarytrace import attributes as A
 from canarytrace._safety import log_once
 from canarytrace.calls import current_call
 from canarytrace.capture import redacted_text, to_json
 from canarytrace.context import scoped_attributes
-from opentelemetry import trace
 
 
 def _instruction(item: Any) -> dict[str, Any] | None:

@@ -15,9 +15,10 @@ import urllib.request
 import uuid
 from numbers import Real
 
+from opentelemetry import trace
+
 from canarytrace import _runtime
 from canarytrace._safety import log_once
-from opentelemetry import trace
 
 FEEDBACK_PATH = "/v1/feedback"
 SOURCE = "sdk"

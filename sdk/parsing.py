@@ -21,10 +21,11 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from opentelemetry import trace
+
 from canarytrace import attributes as A
 from canarytrace._safety import log_once
 from canarytrace.calls import current_call
-from opentelemetry import trace
 
 _FENCE = re.compile(r"```[ \t]*(?:[A-Za-z0-9_+-]*)[ \t]*\r?\n(.*?)```", re.DOTALL)
 _OPENING = re.compile(r"[{\[]")

@@ -17,8 +17,8 @@ from typing import Any
 
 from canarytrace import attributes as A
 from canarytrace import messages
-from canarytrace.collector.rows import format_ns
-from canarytrace.collector.store import Store
+from canarytrace.store.client import Store
+from canarytrace.store.timestamps import format_ns
 
 BASE_MODEL = "llama-3-8b-instruct"
 CANDIDATE_MODEL = "llama-3-8b-lora-r16"

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+
 from canarytrace import attributes as A
 
 BASE_MODEL = "llama-3-8b"

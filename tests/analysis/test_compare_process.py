@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from canarytrace import cli
 from canarytrace.analysis.report_json import validate_report
-from canarytrace.collector.store import Store
-
+from canarytrace.store.client import Store
 from tests.analysis import simulate as sim
 from tests.support.collector import running_collector
 

@@ -12,10 +12,11 @@ from pathlib import Path
 from statistics import mean
 
 import pytest
-from canarytrace import attributes as A
-from canarytrace.collector import panels
-from canarytrace.collector.store import Store
 
+from canarytrace import attributes as A
+from canarytrace.dashboards import panels
+from canarytrace.store import panel_sql
+from canarytrace.store.client import Store
 from tests.analysis.dashboard_seed import make_traffic, seed_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,11 +42,11 @@ GRAFANA_PANELS = {p["title"]: p for p in GRAFANA["panels"]}
 TEMPLATE_VARIABLES = {v["name"] for v in GRAFANA["templating"]["list"]}
 
 
-def grafana_context(interval_s: int = GRAFANA_INTERVAL_S, **selected) -> panels.QueryContext:
+def grafana_context(interval_s: int = GRAFANA_INTERVAL_S, **selected) -> panel_sql.QueryContext:
     """What the plugin substitutes: every variable on All unless ``selected`` says otherwise."""
     variables = {name: None for name in ("project", "service", "route", "model")}
     variables.update(selected)
-    return panels.QueryContext(START, END, interval_s, variables)
+    return panel_sql.QueryContext(START, END, interval_s, variables)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +72,8 @@ def intruder(store):
         evaluators=("intruder_eval",)))
 
 
-def run_grafana_panel(store: Store, title: str, ctx: panels.QueryContext) -> list[dict]:
-    return store.query(panels.expand(GRAFANA_PANELS[title]["targets"][0]["rawSql"], ctx))
+def run_grafana_panel(store: Store, title: str, ctx: panel_sql.QueryContext) -> list[dict]:
+    return store.query(panel_sql.expand(GRAFANA_PANELS[title]["targets"][0]["rawSql"], ctx))
 
 
 # --- one source of SQL -----------------------------------------------------------------
@@ -131,7 +132,7 @@ def test_panels_never_show_another_projects_data(store, traffic, intruder):
 
 def test_variable_queries_list_what_was_seen(store, traffic, intruder):
     ctx = grafana_context(project=["default"])
-    values = {v.name: {next(iter(r.values())) for r in store.query(panels.expand(v.sql, ctx))}
+    values = {v.name: {next(iter(r.values())) for r in store.query(panel_sql.expand(v.sql, ctx))}
               for v in panels.load_dashboard().variables}
     assert values["service"] == set(traffic.services)
     assert values["route"] == set(traffic.routes)
@@ -253,7 +254,7 @@ FROM, TO = datetime.fromtimestamp(1415792726, UTC), datetime.fromtimestamp(14473
 
 
 def expand(sql: str, interval_s: int = 20, **variables) -> str:
-    return panels.expand(sql, panels.QueryContext(FROM, TO, interval_s, variables))
+    return panel_sql.expand(sql, panel_sql.QueryContext(FROM, TO, interval_s, variables))
 
 
 @pytest.mark.parametrize(("macro", "expected"), [
@@ -289,11 +290,11 @@ def test_selected_values_are_data_never_macros_or_sql():
 
 def test_database_variable_and_unknown_names_are_checked():
     assert expand("FROM ${database}.otel_traces") == "FROM canarytrace.otel_traces"
-    with pytest.raises(panels.PanelError, match=r"\$nope"):
+    with pytest.raises(panel_sql.PanelQueryError, match=r"\$nope"):
         expand("WHERE $__conditionalAll(x IN (${nope:singlequote}), $nope)")
-    with pytest.raises(panels.PanelError, match="unknown macro"):
+    with pytest.raises(panel_sql.PanelQueryError, match="unknown macro"):
         expand("$__timeGroup(time, 1m)")
-    with pytest.raises(panels.PanelError, match="singlequote"):
+    with pytest.raises(panel_sql.PanelQueryError, match="singlequote"):
         expand("WHERE Route = $route", route=["billing"])
 
 

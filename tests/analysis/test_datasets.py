@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from canarytrace.analysis.datasets import DatasetError, load_dataset
 
 CONFORMANCE = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "ifeval"

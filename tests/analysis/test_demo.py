@@ -7,10 +7,10 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from canarytrace import cli
-from canarytrace.collector import panels
-from canarytrace.collector.store import Store
 
+from canarytrace import cli
+from canarytrace.store import panel_sql
+from canarytrace.store.client import Store
 from tests.analysis.test_dashboards import GRAFANA_INTERVAL_S, GRAFANA_PANELS
 
 pytestmark = pytest.mark.slow
@@ -45,10 +45,10 @@ def test_demo_ends_with_rollback_naming_billing_and_json_validity(demo):
 @pytest.mark.parametrize("title", list(GRAFANA_PANELS))
 def test_every_grafana_panel_has_rows_on_the_demo_traffic(demo, demo_store, title):
     now = datetime.now(UTC)
-    context = panels.QueryContext(now - timedelta(hours=1), now + timedelta(minutes=1),
+    context = panel_sql.QueryContext(now - timedelta(hours=1), now + timedelta(minutes=1),
                                   GRAFANA_INTERVAL_S, dict.fromkeys(("project", "service",
                                                                      "route", "model")))
-    sql = panels.expand(GRAFANA_PANELS[title]["targets"][0]["rawSql"], context)
+    sql = panel_sql.expand(GRAFANA_PANELS[title]["targets"][0]["rawSql"], context)
     assert demo_store.query(sql), f"panel {title!r} returned no rows on the demo's traffic"
 
 

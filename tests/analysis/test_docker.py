@@ -14,17 +14,18 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import yaml
-from canarytrace import attributes as A
-from canarytrace.collector.schema import quote
-from canarytrace.collector.settings import Settings
-from canarytrace.collector.store import Store
 
+from canarytrace import attributes as A
+from canarytrace.collector.settings import Settings
+from canarytrace.store.client import Store
+from canarytrace.store.schema import quote
 from tests.collector.test_store import EXPORTER_COLUMNS  # the exporter's otel_traces
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,7 +130,11 @@ def test_a_non_editable_install_ships_the_built_in_page(tmp_path):
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
-    for name in ("sdk", "collector", "evaluators", "analysis", "dashboards"):
+    folders = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"].values()
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    for name in folders:
+        assert re.search(rf"^COPY {name}/ {name}/$", dockerfile, flags=re.M), name
         shutil.copytree(ROOT / name, source / name,
                         ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",

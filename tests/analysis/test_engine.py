@@ -9,13 +9,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from rich.console import Console
+
 from canarytrace.analysis import inputs as I
 from canarytrace.analysis.compare import HOLD, PROMOTE, ROLLBACK, compare
 from canarytrace.analysis.policy import default_policy, parse_policy
 from canarytrace.analysis.report_html import render_html
 from canarytrace.analysis.report_json import report_to_dict, validate_report
 from canarytrace.analysis.report_table import render_table
-from rich.console import Console
 
 COHORTS = ("edu", "enterprise", "free", "internal", "pro")
 QUERY = I.ComparisonQuery("base-7b", "tuned-7b", datetime(2025, 3, 1, tzinfo=UTC),

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from canarytrace.collector.panels import load_dashboard
 
+from canarytrace.dashboards.panels import load_dashboard
 from tests.analysis.dashboard_seed import (
     export_spans,
     make_traffic,

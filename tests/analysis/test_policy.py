@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from canarytrace.analysis.policy import PolicyError, default_policy, load_policy, parse_policy
 from canarytrace.analysis.window import parse_slicings, parse_time, parse_window
 

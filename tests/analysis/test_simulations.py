@@ -15,13 +15,13 @@ import json
 from datetime import timedelta
 
 import pytest
+
 from canarytrace.analysis import compare_command
 from canarytrace.analysis.compare import PROMOTE, ROLLBACK, compare
 from canarytrace.analysis.inputs import ComparisonQuery, load_inputs
 from canarytrace.analysis.policy import default_policy
 from canarytrace.analysis.report_json import validate_report
-from canarytrace.collector.store import Store
-
+from canarytrace.store.client import Store
 from tests.analysis import simulate as sim
 
 LOOK_EVERY = 50

@@ -6,11 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from canarytrace.analysis import statistics as st
 from scipy import integrate, stats
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
+
+from canarytrace.analysis import statistics as st
 
 
 @pytest.mark.parametrize("table", [

@@ -13,9 +13,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from canarytrace import attributes as A
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from canarytrace import attributes as A
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}

@@ -6,12 +6,12 @@ import json
 import subprocess
 import sys
 
-import canarytrace as ct
 import httpx
 import pytest
-from canarytrace import attributes as A
 from google.rpc import status_pb2
 
+import canarytrace as ct
+from canarytrace import attributes as A
 from tests.collector import otlp_payloads as P
 from tests.collector.conftest import spans_of, wait_for_spans
 

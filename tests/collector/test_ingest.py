@@ -7,16 +7,16 @@ import gzip
 import json
 import os
 
-import canarytrace as ct
 import httpx
-from canarytrace import attributes as A
-from canarytrace import messages
 from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+import canarytrace as ct
+from canarytrace import attributes as A
+from canarytrace import messages
 from tests.collector import otlp_payloads as P
 from tests.collector.conftest import spans_of, wait_for_spans
 

@@ -7,11 +7,11 @@ import json
 import os
 
 import pytest
+
 from canarytrace import attributes as A
 from canarytrace import messages
 from canarytrace.collector.normalize import normalize
 from canarytrace.collector.rows import Limits, RowBuilder, format_double
-
 from tests.collector import otlp_payloads as P
 
 BUILDER = RowBuilder(Limits())

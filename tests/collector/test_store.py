@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+
 from canarytrace import attributes as A
-from canarytrace.collector import schema
 from canarytrace.collector.metrics import CollectorMetrics
-from canarytrace.collector.queries import BadQuery, EvalFilter, PageRequest, SpanFilter
 from canarytrace.collector.rows import Limits, RowBuilder
 from canarytrace.collector.spool import Spool
-from canarytrace.collector.store import Store
 from canarytrace.collector.writer import Writer
-
+from canarytrace.store import schema
+from canarytrace.store.client import Store
+from canarytrace.store.queries import BadQuery, EvalFilter, PageRequest, SpanFilter
 from tests.collector import otlp_payloads as P
 
 EXPORTER_COLUMNS = {  # the OpenTelemetry Collector ClickHouse exporter's otel_traces

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from canarytrace import cli
 
+from canarytrace import cli
 from tests.evaluators.judge_server import judge_server
 from tests.support.collector import free_port, running_collector
 

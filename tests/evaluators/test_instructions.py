@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from canarytrace import attributes as A
 from canarytrace.evaluators.base import SpanRecord
 from canarytrace.evaluators.instruction_adherence import InstructionAdherence

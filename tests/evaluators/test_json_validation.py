@@ -1,9 +1,9 @@
 """json_validation on outputs as models write them: bare, fenced, in prose, broken, off-schema."""
 
 import pytest
+
 from canarytrace import attributes as A
 from canarytrace.evaluators.json_validation import JsonValidation
-
 from tests.evaluators.span_builders import llm_span
 
 ORDER_SCHEMA = {

@@ -3,6 +3,7 @@
 import socket
 
 import pytest
+
 from canarytrace import attributes as A
 from canarytrace.evaluators.judges import (
     InstructionJudge,
@@ -15,7 +16,6 @@ from canarytrace.evaluators.judges import (
     parse_preference,
 )
 from canarytrace.evaluators.task_completion import TaskCompletion
-
 from tests.evaluators.judge_server import API_KEY, judge_server
 from tests.evaluators.span_builders import llm_span
 from tests.support.tiny_models import build_causal_lm

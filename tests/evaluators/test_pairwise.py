@@ -1,10 +1,10 @@
 """pairwise: candidate vs base on the same request, judged twice with positions swapped."""
 
 import pytest
+
 from canarytrace import attributes as A
 from canarytrace.evaluators.judges import LocalTransformersJudge, OpenAICompatibleJudge
 from canarytrace.evaluators.pairwise import PairwiseJudge, base_partner
-
 from tests.evaluators.judge_server import judge_server
 from tests.evaluators.span_builders import llm_span
 from tests.support.tiny_models import build_causal_lm

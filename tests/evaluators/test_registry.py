@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+
 from canarytrace import attributes as A
 from canarytrace.evaluators.json_validation import JsonValidation
 from canarytrace.evaluators.registry import (
@@ -18,7 +19,6 @@ from canarytrace.evaluators.registry import (
     default_registry,
 )
 from canarytrace.evaluators.task_completion import TaskCompletion
-
 from tests.evaluators.span_builders import llm_span
 
 BUILTIN_NAMES = {"json_validation", "instruction_adherence", "tool_selection",

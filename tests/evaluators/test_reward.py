@@ -1,9 +1,9 @@
 """reward_score on a tiny real sequence-classification model: batching must not change scores."""
 
 import pytest
+
 from canarytrace import attributes as A
 from canarytrace.evaluators.reward import RewardScore
-
 from tests.evaluators.span_builders import llm_span
 from tests.support.tiny_models import build_sequence_classifier
 

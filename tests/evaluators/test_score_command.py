@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from canarytrace import cli
 
 CANARYTRACE = [str(Path(sys.executable).with_name("canarytrace"))]  # the installed command
@@ -149,8 +150,6 @@ def _fails(capsys, argv: list[str]) -> str:
 BAD_DATASET_ROWS = [
     ("{not json", "invalid JSON"),
     ('["a", "list"]', "expected a JSON object"),
-    (json.dumps({**DATASET[0], "instruction_id_list": ["style:friendly_tone"]}),
-     "no checker for instruction id 'style:friendly_tone'"),
     (json.dumps({**DATASET[1], "kwargs": [{"num_words": 5, "relation": "more than"}, {}]}),
      "relation must be 'less than' or 'at least'"),
     (json.dumps({**DATASET[1], "kwargs": [{}]}), "'kwargs' has 1 entries for 2 instruction ids"),
@@ -171,6 +170,26 @@ def test_a_bad_dataset_row_names_file_and_line_and_writes_nothing(
     assert err.startswith(f"canarytrace score: {dataset}:3: ")
     assert message in err
     assert not out_file.exists()
+
+
+def test_an_unknown_instruction_id_is_unchecked_and_counted_not_refused(files, tmp_path, capsys):
+    _, responses = files
+    dataset = _write_jsonl(tmp_path / "unknown.jsonl", [
+        {**DATASET[0], "instruction_id_list": ["style:friendly_tone"]},
+        {**DATASET[1], "instruction_id_list": ["length_constraints:number_words",
+                                               "style:friendly_tone"]},
+    ])
+    assert cli.main(["score", "--dataset", str(dataset), "--responses", str(responses)]) == 0
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(row["strict"], row["loose"]) for row in rows] == [
+        ([None], [None]), ([True, None], [True, None])]
+    summary = {line.split("│")[1].strip(): line.split("│")[3].strip()
+               for line in err.splitlines() if line.count("│") == 4}
+    # instruction level counts the one checked instruction; no prompt is fully checked
+    assert summary["instruction-level strict"] == "1/1"
+    assert summary["prompt-level strict"] == "0/0"
+    assert "2 instructions unchecked" in err and "style:friendly_tone x2" in err
 
 
 def test_a_bad_responses_row_names_file_and_line(files, tmp_path, capsys):

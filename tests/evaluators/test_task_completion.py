@@ -3,11 +3,11 @@
 import sys
 
 import pytest
+
 from canarytrace import attributes as A
 from canarytrace.evaluators import similarity
 from canarytrace.evaluators.similarity import SentenceEmbedding, TokenF1, token_f1
 from canarytrace.evaluators.task_completion import TaskCompletion
-
 from tests.evaluators.span_builders import agent_run, llm_span
 
 REFERENCE = "To reset your password, open Settings, choose Account and click Reset password."

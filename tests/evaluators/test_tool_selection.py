@@ -1,9 +1,9 @@
 """tool_selection: BFCL-style matching of called tools against canary.expect.tools."""
 
 import pytest
+
 from canarytrace import attributes as A
 from canarytrace.evaluators.tool_selection import ToolSelection
-
 from tests.evaluators.span_builders import agent_run, llm_span
 
 evaluator = ToolSelection()

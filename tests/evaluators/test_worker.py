@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+
 from canarytrace import attributes as A
 from canarytrace.collector.evaluation_loop import EvaluationLoop, loop_from_settings
-from canarytrace.collector.rows import format_ns
-from canarytrace.collector.store import Store
 from canarytrace.evaluators.base import JUDGE_ERROR, EvalResult, Evaluator, SpanRecord
 from canarytrace.evaluators.judges import OpenAICompatibleJudge
 from canarytrace.evaluators.pairwise import PairwiseJudge
@@ -19,7 +18,8 @@ from canarytrace.evaluators.registry import default_registry
 from canarytrace.evaluators.sampling import SamplingRule
 from canarytrace.evaluators.sources import StoreSource, Window
 from canarytrace.evaluators.worker import EvaluationRun, create_evaluators
-
+from canarytrace.store.client import Store
+from canarytrace.store.timestamps import format_ns
 from tests.evaluators.judge_server import judge_server
 
 PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},

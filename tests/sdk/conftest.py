@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import canarytrace as ct
 import pytest
-from canarytrace import attributes as A
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import canarytrace as ct
+from canarytrace import attributes as A
 from tests.sdk.otlp_receiver import Receiver
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-import canarytrace as ct
 import pytest
-from canarytrace import attributes as A
 from opentelemetry.trace import SpanKind, StatusCode
+
+import canarytrace as ct
+from canarytrace import attributes as A
 
 
 def test_steps_are_numbered_in_order_under_the_agent_span(traced):

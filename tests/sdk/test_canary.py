@@ -7,16 +7,17 @@ import threading
 import time
 import tracemalloc
 
-import canarytrace as ct
 import pytest
-from canarytrace import attributes as A
-from canarytrace.canary import Canary
-from canarytrace.context import current_scope
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import StatusCode
+
+import canarytrace as ct
+from canarytrace import attributes as A
+from canarytrace.canary import Canary
+from canarytrace.context import current_scope
 
 
 def llm_spans(exporter, **match):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import canarytrace as ct
 import pytest
+
+import canarytrace as ct
 from canarytrace import attributes as A
 from canarytrace.canary import Canary
-
 from tests.support.tiny_models import build_causal_lm
 
 torch = pytest.importorskip("torch")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-import canarytrace as ct
 import pytest
+
+import canarytrace as ct
 from canarytrace import attributes as A
 
 SCHEMA = {"type": "object", "required": ["name", "qty"],

@@ -10,12 +10,12 @@ import sys
 import textwrap
 import time
 
-import canarytrace as ct
 import pytest
-from canarytrace import attributes as A
-from canarytrace._runtime import get_meter
 from opentelemetry.trace import SpanKind
 
+import canarytrace as ct
+from canarytrace import attributes as A
+from canarytrace._runtime import get_meter
 from tests.sdk.otlp_receiver import attributes_of
 
 

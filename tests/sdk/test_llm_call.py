@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-import canarytrace as ct
 import pytest
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
+
+import canarytrace as ct
 from canarytrace import attributes as A
 from canarytrace.calls import LlmCall, get_tracer, llm_call
 from canarytrace.context import scoped_attributes
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind, StatusCode
 
 
 def test_llm_call_records_input_output_and_usage(traced):

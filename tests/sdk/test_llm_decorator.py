@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 
-import canarytrace as ct
 import pytest
-from canarytrace import attributes as A
-from canarytrace.context import is_instrumented, scoped_attributes
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
+
+import canarytrace as ct
+from canarytrace import attributes as A
+from canarytrace.context import is_instrumented, scoped_attributes
 
 CHAT = [{"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Capital of France?"}]

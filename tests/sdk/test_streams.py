@@ -7,12 +7,13 @@ import gc
 import inspect
 import json
 
-import canarytrace as ct
 import pytest
-from canarytrace import attributes as A
-from canarytrace.context import scoped_attributes
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
+
+import canarytrace as ct
+from canarytrace import attributes as A
+from canarytrace.context import scoped_attributes
 
 
 def output_text(span):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
-import canarytrace as ct
 import pytest
+from opentelemetry.trace import SpanKind
+
+import canarytrace as ct
 from canarytrace import attributes as A
 from canarytrace.context import scoped_attributes
-from opentelemetry.trace import SpanKind
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

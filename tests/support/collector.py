@@ -115,9 +115,9 @@ class CollectorProcess:
         except FileNotFoundError:
             return "(no log)"
 
-    def open_store(self):  # -> canarytrace.collector.store.Store
+    def open_store(self):  # -> canarytrace.store.client.Store
         """The collector's store, opened in this process; only while the collector is stopped."""
-        from canarytrace.collector.store import Store
+        from canarytrace.store.client import Store
 
         assert self.process is None or self.process.poll() is not None, "stop the collector first"
         return Store.from_url(f"chdb://{self.store_dir}")

@@ -201,6 +201,52 @@ ORDER BY (Project, Timestamp)
     return create_table(opts, "verdicts", body, "cityHash64(Project)")
 
 
+def rollouts_statements(opts: SchemaOptions) -> list[str]:
+    """A rollout: its models, start, policy text, slicing and fixed family; a new row version
+    (UpdatedAt) records a stop or the decisive verdict (store/rollouts.py)."""
+    body = f"""(
+    RolloutId String,
+    Project LowCardinality(String),
+    Name String,
+    BaseModel String,
+    CandidateModel String,
+    Slicings String,
+    PolicyText String CODEC(ZSTD(1)),
+    PolicySource String,
+    Family String CODEC(ZSTD(1)),
+    CreatedAt DateTime64(3),
+    StartedAt DateTime64(3),
+    StoppedAt Nullable(DateTime64(3)),
+    Verdict LowCardinality(String),
+    DecidedAt Nullable(DateTime64(3)),
+    Decision String CODEC(ZSTD(1)),
+    UpdatedAt DateTime64(3)
+)
+ENGINE = {opts.engine("rollouts", "ReplacingMergeTree", "UpdatedAt")}
+ORDER BY (Project, RolloutId)
+{opts.settings()}"""
+    return create_table(opts, "rollouts", body, "cityHash64(RolloutId)")
+
+
+def rollout_looks_statements(opts: SchemaOptions) -> list[str]:
+    """Every look at a rollout's verdict (its history), one row per look."""
+    body = f"""(
+    Timestamp DateTime64(3),
+    Project LowCardinality(String),
+    RolloutId String,
+    Until DateTime64(3),
+    Verdict LowCardinality(String),
+    Final UInt8,
+    Score Float64,
+    Pairs UInt64,
+    Reasons String CODEC(ZSTD(1))
+)
+ENGINE = {opts.engine("rollout_looks", "MergeTree")}
+ORDER BY (Project, RolloutId, Timestamp)
+{opts.settings()}"""
+    return create_table(opts, "rollout_looks", body, "cityHash64(RolloutId)")
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -213,6 +259,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "create eval_results", eval_results_statements),
     Migration(3, "create feedback", feedback_statements),
     Migration(4, "create verdicts", verdicts_statements),
+    Migration(5, "create rollouts", rollouts_statements),
+    Migration(6, "create rollout_looks", rollout_looks_statements),
 )
 
 

@@ -11,11 +11,14 @@ import base64
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from canarytrace import attributes as A
-from canarytrace.collector.schema import quote, span_attr
-from pydantic import BaseModel, ConfigDict, Field
+from canarytrace.store.schema import quote, span_attr
+from canarytrace.store.timestamps import to_ns
+from canarytrace.times import check_range, parse_time
 
 MAX_PAGE = 10_000
 EXPECTATIONS = (A.CANARY_EXPECT_INSTRUCTIONS, A.CANARY_EXPECT_JSON_SCHEMA,
@@ -26,12 +29,16 @@ class BadQuery(ValueError):
     """A filter or cursor that cannot be used (HTTP 400)."""
 
 
-def to_ns(moment: datetime) -> int:
-    """Nanoseconds since the epoch; naive datetimes are taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+def _time_form(value: Any) -> Any:
+    """``now`` and ``30m``/``1h``/``7d`` as the CLI takes them; anything else pydantic parses."""
+    if isinstance(value, str) and not value.strip().lstrip("-").replace(".", "").isdigit():
+        return parse_time(value, datetime.now(UTC))
+    return value
+
+
+Moment = Annotated[datetime, BeforeValidator(_time_form), AfterValidator(check_range)]
+"""A time bound in a filter: ISO-8601, epoch seconds, ``now`` or ``1h`` back; out of range is
+a validation error (a year-9999 ``since`` would overflow nanoseconds and match every row)."""
 
 
 class SpanFilter(BaseModel):
@@ -53,8 +60,9 @@ class SpanFilter(BaseModel):
     has_expectation: bool | None = Field(
         None, description="true: spans with a canary.expect.* attribute; false: without")
     unscored_by: str | None = Field(None, description="only spans this evaluator has not scored")
-    since: datetime | None = Field(None, description="start time >= since (ISO-8601)")
-    until: datetime | None = Field(None, description="start time < until (ISO-8601)")
+    since: Moment | None = Field(None, description="start time >= since (ISO-8601, or 1h "
+                                                   "back, 30m, 7d, now)")
+    until: Moment | None = Field(None, description="start time < until (same forms)")
 
 
 class EvalFilter(BaseModel):
@@ -72,8 +80,8 @@ class EvalFilter(BaseModel):
     pair_id: str | None = None
     trace_id: str | None = None
     span_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Moment | None = None
+    until: Moment | None = None
 
 
 class PageRequest(BaseModel):

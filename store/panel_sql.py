@@ -1,8 +1,6 @@
-"""Dashboard panels: their SQL, loaded from panels.yaml, and Grafana-style macro expansion.
+"""Grafana-style expansion of panel SQL, so the built-in page runs what Grafana would.
 
-panels.yaml is the one source of panel SQL. Grafana's ClickHouse plugin runs it as
-rendered into dashboards/grafana/canarytrace.json; the built-in page runs it here,
-after :func:`expand` has done what Grafana and the plugin do: ``$__conditionalAll``,
+:func:`expand` does what Grafana and the ClickHouse plugin do: ``$__conditionalAll``,
 template variables (``${name:singlequote}``, ``${database}``) and the plugin's macros.
 """
 
@@ -13,146 +11,17 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
-from importlib import resources
-from pathlib import Path
-from typing import Any
 
-import yaml
-from canarytrace import attributes as A
-from canarytrace.collector.schema import quote
+from canarytrace.store.schema import quote
 
-PANELS_FILE = "panels.yaml"
-PRICES_FILE = "prices.yaml"
-KINDS = ("timeseries", "bars", "table")
 NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200,
                     10800, 21600, 43200, 86400)
 
 
-class PanelError(ValueError):
-    """A panel definition or a query's variables are not usable."""
+class PanelQueryError(ValueError):
+    """A panel query's macros or variables are not usable."""
 
 
-@dataclass(frozen=True)
-class Panel:
-    """One chart: ``sql`` has its placeholders rendered and its Grafana macros still in."""
-
-    id: str
-    title: str
-    description: str
-    kind: str
-    unit: str
-    width: int
-    sql: str
-
-
-@dataclass(frozen=True)
-class Variable:
-    """A dashboard filter (Grafana template variable) and the query listing its values."""
-
-    name: str
-    label: str
-    sql: str
-
-
-@dataclass(frozen=True)
-class Prices:
-    """USD per 1M tokens by model; ``default`` prices models not listed."""
-
-    models: Mapping[str, tuple[float, float]]
-    default: tuple[float, float] = (0.0, 0.0)
-
-
-@dataclass(frozen=True)
-class Dashboard:
-    variables: tuple[Variable, ...]
-    panels: tuple[Panel, ...]
-
-    def panel(self, panel_id: str) -> Panel:
-        for panel in self.panels:
-            if panel.id == panel_id:
-                return panel
-        raise KeyError(panel_id)
-
-
-# --- loading -----------------------------------------------------------------
-
-def _package_text(name: str) -> str:
-    return resources.files("canarytrace.dashboards").joinpath(name).read_text(encoding="utf-8")
-
-
-def load_prices(path: str | Path | None = None) -> Prices:
-    """Read a prices file (the packaged prices.yaml when ``path`` is None)."""
-    raw = yaml.safe_load(Path(path).read_text() if path else _package_text(PRICES_FILE)) or {}
-
-    def pair(entry: Mapping[str, Any]) -> tuple[float, float]:
-        return float(entry.get("input", 0.0)), float(entry.get("output", 0.0))
-
-    models = {str(name): pair(entry) for name, entry in (raw.get("models") or {}).items()}
-    return Prices(models=models, default=pair(raw.get("default") or {}))
-
-
-def token_cost_sql(prices: Prices) -> str:
-    """SQL for one span's token cost in USD, from the InputTokens/OutputTokens/Model columns."""
-    names = ", ".join(quote(name) for name in prices.models)
-
-    def price_of(index: int) -> str:
-        values = ", ".join(repr(p[index]) for p in prices.models.values())
-        return f"transform(Model, [{names}], [{values}], {prices.default[index]!r})"
-
-    if not prices.models:
-        return (f"(InputTokens * {prices.default[0]!r} "
-                f"+ OutputTokens * {prices.default[1]!r}) / 1000000")
-    return f"(InputTokens * {price_of(0)} + OutputTokens * {price_of(1)}) / 1000000"
-
-
-_PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
-
-
-def render_placeholders(sql: str, prices: Prices) -> str:
-    """Fill ``{{A.NAME}}`` with the quoted attribute constant and ``{{token_cost}}``."""
-
-    def fill(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name == "token_cost":
-            return token_cost_sql(prices)
-        if name.startswith("A.") and isinstance(getattr(A, name[2:], None), str):
-            return quote(getattr(A, name[2:]))
-        raise PanelError(f"unknown placeholder {{{{{name}}}}}")
-
-    return _PLACEHOLDER.sub(fill, sql)
-
-
-def parse_dashboard(text: str, prices: Prices) -> Dashboard:
-    """Build the dashboard from panels.yaml text, rendering placeholders with ``prices``."""
-    raw = yaml.safe_load(text)
-    variables = tuple(Variable(v["name"], v.get("label", v["name"]),
-                               render_placeholders(v["sql"], prices))
-                      for v in raw.get("variables", []))
-    panels = tuple(_panel(entry, prices) for entry in raw["panels"])
-    ids = [p.id for p in panels]
-    if len(set(ids)) != len(ids):
-        raise PanelError(f"duplicate panel ids in {ids}")
-    return Dashboard(variables=variables, panels=panels)
-
-
-def _panel(entry: Mapping[str, Any], prices: Prices) -> Panel:
-    if entry.get("kind") not in KINDS:
-        raise PanelError(f"panel {entry.get('id')!r}: kind must be one of {KINDS}")
-    return Panel(id=entry["id"], title=entry["title"],
-                 description=" ".join(str(entry.get("description", "")).split()),
-                 kind=entry["kind"], unit=entry.get("unit", "none"),
-                 width=int(entry.get("width", 1)),
-                 sql=render_placeholders(entry["sql"], prices).strip())
-
-
-@lru_cache(maxsize=4)
-def load_dashboard(prices_path: str | None = None) -> Dashboard:
-    """The packaged panels, with prices from ``prices_path`` (or the packaged prices.yaml)."""
-    return parse_dashboard(_package_text(PANELS_FILE), load_prices(prices_path))
-
-
-# --- expansion ---------------------------------------------------------------
 
 @dataclass(frozen=True)
 class QueryContext:
@@ -187,7 +56,7 @@ def expand(sql: str, ctx: QueryContext) -> str:
     is expanded (the page passes filter values from any caller).
     """
     if not _IDENTIFIER.match(ctx.database):
-        raise PanelError(f"invalid database name {ctx.database!r}")
+        raise PanelQueryError(f"invalid database name {ctx.database!r}")
     sql = _expand_conditional_alls(sql, ctx)
     sql = _expand_macros(sql, ctx)
     return _interpolate_variables(sql, ctx)
@@ -223,7 +92,7 @@ def _split_args(sql: str, open_at: int) -> tuple[list[str], int]:
             current = []
             continue
         current.append(ch)
-    raise PanelError(f"unbalanced parentheses in macro at {sql[open_at:open_at + 40]!r}")
+    raise PanelQueryError(f"unbalanced parentheses in macro at {sql[open_at:open_at + 40]!r}")
 
 
 def _replace_calls(sql: str, name: str | None, render) -> str:
@@ -239,10 +108,10 @@ def _replace_calls(sql: str, name: str | None, render) -> str:
 def _expand_conditional_alls(sql: str, ctx: QueryContext) -> str:
     def render(_: str, args: list[str] | None) -> str:
         if not args or len(args) != 2 or not args[1].startswith("$"):
-            raise PanelError("$__conditionalAll takes (condition, $variable)")
+            raise PanelQueryError("$__conditionalAll takes (condition, $variable)")
         name = args[1].lstrip("$").strip("{}")
         if name not in ctx.variables:
-            raise PanelError(f"unknown variable ${name}")
+            raise PanelQueryError(f"unknown variable ${name}")
         return "1=1" if ctx.variables[name] is None else args[0]
 
     return _replace_calls(sql, "conditionalAll", render)
@@ -258,13 +127,13 @@ def _interpolate_variables(sql: str, ctx: QueryContext) -> str:
         if name == "database":
             return ctx.database
         if name not in ctx.variables:
-            raise PanelError(f"unknown variable ${name}")
+            raise PanelQueryError(f"unknown variable ${name}")
         values = ctx.variables[name]
         if values is None or fmt != "singlequote":
-            raise PanelError(f"variable ${name} must be used as ${{{name}:singlequote}} "
+            raise PanelQueryError(f"variable ${name} must be used as ${{{name}:singlequote}} "
                              "inside $__conditionalAll")
         if not values:
-            raise PanelError(f"variable ${name} has no value selected")
+            raise PanelQueryError(f"variable ${name} has no value selected")
         return ",".join(quote(v) for v in values)
 
     return _VARIABLE.sub(fill, sql)
@@ -274,7 +143,7 @@ def _expand_macros(sql: str, ctx: QueryContext) -> str:
     def render(name: str, args: list[str] | None) -> str:
         macro = _MACROS.get(name)
         if macro is None:
-            raise PanelError(f"unknown macro $__{name}")
+            raise PanelQueryError(f"unknown macro $__{name}")
         return macro(ctx, args or [])
 
     return _replace_calls(sql, None, render)
@@ -294,7 +163,7 @@ def _utc(t: datetime) -> datetime:
 
 def _one_column(name: str, args: list[str]) -> str:
     if len(args) != 1:
-        raise PanelError(f"$__{name} takes one column, got {len(args)} arguments")
+        raise PanelQueryError(f"$__{name} takes one column, got {len(args)} arguments")
     return args[0]
 
 

@@ -14,14 +14,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
 import orjson
-from canarytrace.collector import schema
-from canarytrace.collector.queries import (
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+
+from canarytrace.store import schema, span_columns
+from canarytrace.store.location import chdb_path, check_not_in_use, resolve_store_url
+from canarytrace.store.queries import (
     EVAL_KEYSET,
     SPAN_KEYSET,
     Conditions,
@@ -32,12 +36,9 @@ from canarytrace.collector.queries import (
     SpanFilter,
     eval_conditions,
     span_conditions,
-    to_ns,
 )
-from canarytrace.collector.rows import format_ns
-from canarytrace.collector.schema import DEFAULT_PROJECT
-from canarytrace.collector.settings import resolve_store_url
-from clickhouse_connect.driver.client import Client
+from canarytrace.store.schema import DEFAULT_PROJECT
+from canarytrace.store.timestamps import format_ns, iso_ns, to_ns
 
 DEFAULT_DATABASE = "canarytrace"
 SPAN_SELECT = """toUnixTimestamp64Nano(Timestamp) AS TimestampNs, TraceId, SpanId, ParentSpanId,
@@ -57,12 +58,7 @@ SPAN_COPIED_TO_EVALS = ("ServiceName", "TraceId", "Model", "Variant", "Role", "P
                         "Cohort")
 READ_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
 TIME_INPUT = {"date_time_input_format": "best_effort"}
-
-
-def iso_ns(ns: int) -> str:
-    """``2024-05-01T12:00:00.123456789Z`` for nanoseconds since the epoch."""
-    seconds, nanos = divmod(int(ns), 1_000_000_000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+MAX_DAYS_PER_INSERT = 50  # daily partitions per insert; ClickHouse refuses over 100
 
 
 def time_text(value: Any) -> str:
@@ -109,6 +105,9 @@ class Store:
         """
         url = resolve_store_url(url)
         if url.startswith("chdb:"):
+            directory = chdb_path(url)
+            if directory is not None:
+                check_not_in_use(directory)  # StoreInUse, before chDB prints its own error
             client = clickhouse_connect.get_client(dsn=url)
         else:
             parsed = urlsplit(url)
@@ -148,15 +147,30 @@ class Store:
                      dedup_token: str | None = None) -> int:
         """Insert otel_traces rows (dicts as ``rows.RowBuilder`` makes them); returns the count.
 
-        A retried insert with the same ``dedup_token`` and rows is dropped by ClickHouse.
+        Typed (Arrow), so nothing is parsed from text. A retried insert with the same
+        ``dedup_token`` and rows is dropped by ClickHouse.
         """
-        lines = [orjson.dumps(row) for row in rows]
-        if lines:
-            self.insert_span_payload(b"\n".join(lines), dedup_token)
-        return len(lines)
+        data = span_columns.table(list(rows))
+        self.insert_span_table(data, dedup_token)
+        return data.num_rows
+
+    def insert_span_table(self, data: pa.Table, dedup_token: str | None = None) -> None:
+        """Insert an Arrow table of otel_traces columns (``span_columns.SCHEMA``).
+
+        Rows spread over many days go in pieces of at most MAX_DAYS_PER_INSERT partitions
+        (ClickHouse refuses a block with over 100); piece ``i`` gets token ``<token>:<i>``.
+        """
+        pieces = span_columns.partition_chunks(data, MAX_DAYS_PER_INSERT)
+        for index, piece in enumerate(pieces):
+            token = dedup_token if len(pieces) == 1 or not dedup_token \
+                else f"{dedup_token}:{index}"
+            settings = {"insert_deduplication_token": token} if token else {}
+            self.client.raw_insert(self.table("otel_traces"), None,
+                                   span_columns.to_ipc(piece), settings=settings,
+                                   fmt="ArrowStream")
 
     def insert_span_payload(self, payload: bytes, dedup_token: str | None = None) -> None:
-        """Insert otel_traces rows already encoded as JSONEachRow (what the spool holds)."""
+        """Insert otel_traces rows encoded as JSONEachRow text (spool segments of old versions)."""
         settings = {"insert_deduplication_token": dedup_token} if dedup_token else {}
         self.client.raw_insert(self.table("otel_traces"), None, payload, settings=settings,
                                fmt="JSONEachRow")
