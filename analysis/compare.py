@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +43,7 @@ from canarytrace.analysis.inputs import (
     ComparisonInputs,
     MetricSamples,
 )
-from canarytrace.analysis.policy import UP, MetricPolicy, Policy
+from canarytrace.analysis.policy import UP, WAIT, MetricPolicy, Policy
 
 PROMOTE, HOLD, ROLLBACK = "PROMOTE", "HOLD", "ROLLBACK"
 EXIT_CODES = {PROMOTE: 0, HOLD: 10, ROLLBACK: 11}
@@ -52,6 +52,50 @@ REGRESSION, IMPROVEMENT, PASS = "regression", "improvement", "pass"
 INCONCLUSIVE, INSUFFICIENT, NODATA = "inconclusive", "insufficient", "nodata"
 _UNJUDGED = (INSUFFICIENT, NODATA)
 _P_TESTED = (RATE, MEAN, WIN_RATE)
+
+
+EB, EB_TWO_ARMS, NORMAL, NORMAL_TWO_ARMS = "eb", "eb_two_arms", "normal", "normal_two_arms"
+EB_NAME = "empirical-Bernstein confidence sequence (Waudby-Smith & Ramdas 2024)"
+NORMAL_NAME = "asymptotic normal-mixture confidence sequence (Waudby-Smith et al. 2024)"
+
+
+@dataclass(frozen=True)
+class HarmSequence:
+    """A cell's observations in arrival order, from which its time-uniform harm bounds come.
+
+    ``EB``: harm = ``scale`` x mean(values) + ``offset`` with values in [0, 1];
+    ``EB_TWO_ARMS`` / ``NORMAL_TWO_ARMS``: harm = mean(values) - mean(other), two independent
+    arms (each bounded at half the level); ``NORMAL``: harm = mean(values), unbounded.
+    """
+
+    kind: str
+    values: np.ndarray
+    other: np.ndarray | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+
+    def upper(self, alpha: float) -> float:
+        """Time-uniform upper bound of the harm, valid with probability 1 - alpha."""
+        if self.kind == EB:
+            bound = (st.eb_upper_bound(self.values, alpha) if self.scale > 0
+                     else st.eb_lower_bound(self.values, alpha))
+            return self.scale * bound + self.offset
+        if self.kind == NORMAL:
+            return st.normal_mixture_upper_bound(self.values, alpha)
+        if self.kind == EB_TWO_ARMS:
+            return (st.eb_upper_bound(self.values, alpha / 2)
+                    - st.eb_lower_bound(self.other, alpha / 2))
+        return (st.normal_mixture_upper_bound(self.values, alpha / 2)
+                - st.normal_mixture_lower_bound(self.other, alpha / 2))
+
+    def lower(self, alpha: float) -> float:
+        """Time-uniform lower bound of the harm."""
+        if self.kind == EB:
+            flipped = replace(self, scale=-self.scale, offset=-self.offset)
+            return -flipped.upper(alpha)
+        if self.kind == NORMAL:
+            return st.normal_mixture_lower_bound(self.values, alpha)
+        return -HarmSequence(self.kind, self.other, self.values).upper(alpha)
 
 
 @dataclass(frozen=True)
@@ -100,6 +144,10 @@ class MetricResult:
     """Start time (epoch s) of the slice's earliest request with this metric."""
     alpha: float | None = None
     """This cell's share of alpha in the ROLLBACK family (None: not in the family)."""
+    sequence: HarmSequence | None = None
+    harm_upper: float | None = None
+    """Time-uniform upper bound of the harm at the policy's alpha (PROMOTE needs it below
+    the threshold)."""
     anytime_interval: tuple[float, float] | None = None
     """Confidence sequence of the difference: the harm side at alpha (what PROMOTE needs),
     the other side at the cell's ``alpha`` (what a ROLLBACK needs)."""
@@ -161,8 +209,9 @@ def compare(inputs: ComparisonInputs, policy: Policy,
     results = [result for metric in samples for result in
                _measure_slices(metric, _policy_of(policy, metric), inputs, policy, slice_cache)]
     family = _grown_family(family or window_family(policy, inputs), results)
-    _adjust(results, policy.alpha)
+    _adjust(results, policy.alpha, family)
     for result in results:
+        _anytime_bounds(result, policy.alpha)
         _classify(result, policy.alpha)
     verdict, score, reasons, needed = _decide(results, policy)
     return ComparisonReport(inputs, policy, verdict, score, reasons, results, needed,
@@ -240,6 +289,12 @@ class SliceValues:
     base: np.ndarray
     candidate: np.ndarray
     paired: np.ndarray
+    time: np.ndarray
+
+    def in_time_order(self, mask: np.ndarray) -> np.ndarray:
+        """Indices of the rows in ``mask``, oldest request first (the sequences' order)."""
+        rows = np.flatnonzero(mask)
+        return rows[np.argsort(self.time[rows], kind="stable")]
 
 
 def _measure_slices(metric: MetricSamples, policy: MetricPolicy, inputs: ComparisonInputs,
@@ -253,10 +308,11 @@ def _measure_slices(metric: MetricSamples, policy: MetricPolicy, inputs: Compari
     alpha = settings.alpha / len(slices) if metric.kind in (SHIFT, QUANTILE) else settings.alpha
     results = []
     for slice_, rows in slices:
-        values = SliceValues(metric.name, metric.base, metric.candidate, metric.paired)
+        values = SliceValues(metric.name, metric.base, metric.candidate, metric.paired,
+                             metric.time)
         if rows is not None:
             values = SliceValues(metric.name, metric.base[rows], metric.candidate[rows],
-                                 metric.paired[rows])
+                                 metric.paired[rows], metric.time[rows])
         seed = [settings.seed, zlib.crc32(f"{metric.name}|{slice_.name}".encode())]
         result = _MEASURES[metric.kind](values, slice_, policy, paired_mode, alpha, settings,
                                         seed)
@@ -274,6 +330,8 @@ def _values(metric: SliceValues | MetricSamples) -> tuple[np.ndarray, np.ndarray
 def _measure_rate(metric: SliceValues, slice_: Slice, policy: MetricPolicy, paired_mode: bool,
                   alpha: float, settings: Policy, seed: list[int]) -> MetricResult:
     base, candidate = _values(metric)
+    if paired_mode:  # the arms' rates over the same pairs as the difference
+        base, candidate = metric.base[metric.paired], metric.candidate[metric.paired]
     intervals = st.wilson_intervals([float(base.sum()), float(candidate.sum())],
                                     [base.size, candidate.size], alpha)
     arms = [Arm(v.size, float(v.mean()), interval) if v.size else Arm(0)
@@ -283,7 +341,7 @@ def _measure_rate(metric: SliceValues, slice_: Slice, policy: MetricPolicy, pair
     if paired_mode:
         _paired_rate(result, metric, alpha, settings, seed)
     elif base.size and candidate.size:
-        _unpaired_rate(result, base, candidate, alpha)
+        _unpaired_rate(result, metric, alpha)
     return result
 
 
@@ -301,6 +359,10 @@ def _paired_rate(result: MetricResult, metric: SliceValues, alpha: float, settin
     bad, good = ((candidate_only, base_only) if result.policy.bad == UP
                  else (base_only, candidate_only))
     result.difference = (candidate_only - base_only) / n
+    order = metric.in_time_order(metric.paired)
+    change = metric.candidate[order] - metric.base[order]
+    harm = change if result.policy.bad == UP else -change
+    result.sequence = HarmSequence(EB, (harm + 1) / 2, scale=2.0, offset=-1.0)
     if n >= result.policy.min_samples:  # a slice too small to judge needs no interval
         result.interval = st.paired_binary_bootstrap_interval(
             counts, alpha, settings.bootstrap_resamples, seed)
@@ -310,12 +372,20 @@ def _paired_rate(result: MetricResult, metric: SliceValues, alpha: float, settin
     result.details = {"base_rate": (both + base_only) / n,
                       "candidate_rate": (both + candidate_only) / n,
                       "discordant_worse": bad, "discordant_better": good,
+                      "unpaired_left_out": int(np.sum(~metric.paired & (
+                          ~np.isnan(metric.base) | ~np.isnan(metric.candidate)))),
                       "test": "Beta-mixture sequential test on discordant pairs",
-                      "fixed_horizon_test": "exact McNemar"}
+                      "fixed_horizon_test": "exact McNemar",
+                      "fixed_horizon_interval": "paired bootstrap (percentile)",
+                      "anytime_interval": EB_NAME}
 
 
-def _unpaired_rate(result: MetricResult, base: np.ndarray, candidate: np.ndarray,
-                   alpha: float) -> None:
+def _unpaired_rate(result: MetricResult, metric: SliceValues, alpha: float) -> None:
+    base, candidate = _values(metric)
+    arms = [metric.base[metric.in_time_order(~np.isnan(metric.base))],
+            metric.candidate[metric.in_time_order(~np.isnan(metric.candidate))]]
+    worse, other = arms[::-1] if result.policy.bad == UP else arms
+    result.sequence = HarmSequence(EB_TWO_ARMS, worse, other)
     base_hits, candidate_hits = int(base.sum()), int(candidate.sum())
     result.n = int(min(base.size, candidate.size))
     result.difference = candidate.mean() - base.mean()
@@ -329,7 +399,8 @@ def _unpaired_rate(result: MetricResult, base: np.ndarray, candidate: np.ndarray
                                           _mixing_sds(result.policy, 1.0))
     result.testable = True
     result.details = {"test": "mixture SPRT on the difference of rates",
-                      "interval": "Newcombe hybrid score (Wilson)"}
+                      "interval": "Newcombe hybrid score (Wilson)",
+                      "anytime_interval": EB_NAME + ", each arm at half the level"}
 
 
 def _mixing_sds(policy: MetricPolicy, scale: float) -> list[float]:
@@ -341,15 +412,22 @@ def _mixing_sds(policy: MetricPolicy, scale: float) -> list[float]:
 def _measure_mean(metric: SliceValues, slice_: Slice, policy: MetricPolicy, paired_mode: bool,
                   alpha: float, settings: Policy, seed: list[int]) -> MetricResult:
     base, candidate = _values(metric)
+    if paired_mode:  # the arms' means over the same pairs as the difference
+        base, candidate = metric.base[metric.paired], metric.candidate[metric.paired]
     arms = [Arm(v.size, float(v.mean()) if v.size else None, _mean_interval(v, alpha))
             for v in (base, candidate)]
     result = MetricResult(metric.name, MEAN, slice_, policy,
                           "paired" if paired_mode else "unpaired", 0, *arms)
     if paired_mode:
-        _paired_mean(result, metric.candidate[metric.paired] - metric.base[metric.paired],
-                     alpha, settings, seed)
+        order = metric.in_time_order(metric.paired)
+        _paired_mean(result, metric.candidate[order] - metric.base[order], alpha, settings,
+                     seed)
     elif base.size >= 2 and candidate.size >= 2:
         _unpaired_mean(result, base, candidate, alpha)
+        arms_in_order = [metric.base[metric.in_time_order(~np.isnan(metric.base))],
+                         metric.candidate[metric.in_time_order(~np.isnan(metric.candidate))]]
+        worse, other = arms_in_order[::-1] if policy.bad == UP else arms_in_order
+        result.sequence = HarmSequence(NORMAL_TWO_ARMS, worse, other)
     return result
 
 
@@ -366,8 +444,11 @@ def _paired_mean(result: MetricResult, differences: np.ndarray, alpha: float,
     result.p_anytime = st.msprt_anytime_p(result.difference, spread ** 2 / differences.size,
                                           _mixing_sds(result.policy, 2 * spread))
     result.testable = True
+    harm = differences if result.policy.bad == UP else -differences
+    result.sequence = HarmSequence(NORMAL, harm)
     result.details = {"test": "mixture SPRT on the mean paired difference",
-                      "interval": "paired bootstrap (percentile)"}
+                      "interval": "paired bootstrap (percentile)",
+                      "anytime_interval": NORMAL_NAME}
 
 
 def _unpaired_mean(result: MetricResult, base: np.ndarray, candidate: np.ndarray,
@@ -383,7 +464,8 @@ def _unpaired_mean(result: MetricResult, base: np.ndarray, candidate: np.ndarray
                                           _mixing_sds(result.policy, 2 * spread))
     result.testable = True
     result.details = {"test": "mixture SPRT on the difference of means",
-                      "interval": "normal (Welch)"}
+                      "interval": "normal (Welch)",
+                      "anytime_interval": NORMAL_NAME + ", each arm at half the level"}
 
 
 def _mean_interval(values: np.ndarray, alpha: float) -> tuple[float, float] | None:
@@ -450,7 +532,7 @@ def _measure_quantile(metric: SliceValues, slice_: Slice, policy: MetricPolicy,
 def _measure_win_rate(metric: SliceValues, slice_: Slice, policy: MetricPolicy,
                       paired_mode: bool, alpha: float, settings: Policy,
                       seed: list[int]) -> MetricResult:
-    outcomes = metric.candidate[~np.isnan(metric.candidate)]
+    outcomes = metric.candidate[metric.in_time_order(~np.isnan(metric.candidate))]
     wins, losses = int(np.sum(outcomes == 1.0)), int(np.sum(outcomes == 0.0))
     ties = outcomes.size - wins - losses
     rate = st.win_rate(wins, losses, ties, alpha)
@@ -462,8 +544,12 @@ def _measure_win_rate(metric: SliceValues, slice_: Slice, policy: MetricPolicy,
         worse, better = (losses, wins) if policy.bad != UP else (wins, losses)
         result.p_anytime = st.discordant_anytime_p(worse, better)
         result.testable = worse + better > 0
+        # harm = 1/2 - win rate (bad down) or win rate - 1/2: a bounded mean, like a rate
+        result.sequence = (HarmSequence(EB, outcomes, scale=-1.0, offset=0.5)
+                           if policy.bad != UP else HarmSequence(EB, outcomes, offset=-0.5))
         result.details = {"wins": wins, "losses": losses, "ties": ties,
-                          "test": "Beta-mixture sequential test on wins vs losses"}
+                          "test": "Beta-mixture sequential test on wins vs losses",
+                          "anytime_interval": EB_NAME}
     return result
 
 
@@ -473,18 +559,39 @@ _MEASURES = {RATE: _measure_rate, MEAN: _measure_mean, SHIFT: _measure_shift,
 
 # --- multiplicity and classification -----------------------------------------------------------
 
-def _adjust(results: list[MetricResult], alpha: float) -> None:
-    """Holm over all critical tests together, and over each non-critical metric's slices."""
-    families: dict[str, list[MetricResult]] = {}
+def _adjust(results: list[MetricResult], alpha: float, family: Family) -> None:
+    """Weighted Holm over the critical tests together (weights from the fixed ``family``),
+    and over each non-critical metric's slices (by slice weight); each cell's share of alpha
+    is its ``alpha``."""
+    groups: dict[str, list[tuple[MetricResult, float]]] = {}
     for result in results:
-        if (result.kind in _P_TESTED and result.testable and result.p_anytime is not None
+        if result.kind not in _P_TESTED:
+            continue
+        critical = result.policy.critical
+        weight = (family.weight(result.metric, result.slice.name) if critical
+                  else family.slice_weight(result.slice.name))
+        result.alpha = alpha * weight
+        if (result.testable and result.p_anytime is not None
                 and result.n >= result.policy.min_samples):
-            key = "critical" if result.policy.critical else f"metric:{result.metric}"
-            families.setdefault(key, []).append(result)
-    for family in families.values():
-        adjusted = st.holm_adjust([r.p_anytime for r in family], alpha)
-        for result, p in zip(family, adjusted, strict=True):
+            key = "critical" if critical else f"metric:{result.metric}"
+            groups.setdefault(key, []).append((result, weight))
+    for group in groups.values():
+        adjusted = st.weighted_holm_adjust([r.p_anytime for r, _ in group],
+                                           [w for _, w in group])
+        for (result, _), p in zip(group, adjusted, strict=True):
             result.p_adjusted = p
+
+
+def _anytime_bounds(result: MetricResult, alpha: float) -> None:
+    """The cell's confidence sequence: the harm's upper end at ``alpha`` (PROMOTE: every
+    critical cell must clear it, so no split is needed) and its lower end at the cell's own
+    share (ROLLBACK), as ``anytime_interval`` in the direction of ``difference``."""
+    if result.sequence is None or result.sequence.values.size == 0:
+        return
+    high = result.sequence.upper(alpha)
+    low = result.sequence.lower(result.alpha or alpha)
+    result.harm_upper = high
+    result.anytime_interval = (low, high) if result.policy.bad == UP else (-high, -low)
 
 
 def _classify(result: MetricResult, alpha: float) -> None:
@@ -501,9 +608,11 @@ def _classify(result: MetricResult, alpha: float) -> None:
     if result.kind in _P_TESTED:
         significant = result.p_adjusted is not None and result.p_adjusted < alpha
         regressed = significant and estimate >= result.threshold
+        high = result.harm_upper if result.harm_upper is not None else math.inf
+        result.settled = high < result.threshold  # anytime: no horizon escape
     else:
         regressed = low > result.threshold
-    result.settled = high < result.threshold or result.n >= policy.max_samples
+        result.settled = high < result.threshold or result.n >= policy.max_samples
     if regressed:
         result.classification = REGRESSION
     elif high < 0:
@@ -546,11 +655,11 @@ def _decide(results: list[MetricResult], policy: Policy
         return ROLLBACK, score, [Reason("score", f"score {score:.0f} is below the marginal "
                                         f"threshold {policy.marginal_threshold:g}"),
                                  *regressions], None
-    blockers = _promotion_blockers(overall, policy)
+    blockers, unjudged = _promotion_blockers(results, policy)
     if score >= policy.pass_threshold and not blockers:
         return PROMOTE, score, [Reason("score", f"score {score:.0f} reaches the pass threshold "
                                        f"{policy.pass_threshold:g}"), *regressions,
-                                *_settled_reasons(overall)], None
+                                *_settled_reasons(overall), *unjudged], None
     if score < policy.pass_threshold:
         blockers.insert(0, Reason("score", f"score {score:.0f} is below the pass threshold "
                                   f"{policy.pass_threshold:g}"))
@@ -568,16 +677,33 @@ def _score(results: list[MetricResult]) -> float | None:
     return 100.0 * sum(w for m, w in judged.items() if m not in regressed) / total
 
 
-def _promotion_blockers(overall: list[MetricResult], policy: Policy) -> list[Reason]:
-    blockers = []
+def _promotion_blockers(results: list[MetricResult], policy: Policy
+                        ) -> tuple[list[Reason], list[Reason]]:
+    """What stops a PROMOTE, and the slices it would promote without judging.
+
+    Every critical metric must rule out harm in "all" and in every slice that has reached
+    min_samples. A slice with some data but fewer pairs is *unjudged*: with
+    ``unjudged_slices: wait`` it blocks until "all" reaches the metric's max_samples, with
+    ``list`` (or past that horizon) PROMOTE lists it.
+    """
+    overall = [r for r in results if r.slice is ALL]
+    blockers, unjudged = [], []
     if policy.require_evaluators and not any(r.evaluator and r.classification not in _UNJUDGED
                                              for r in overall):
         blockers.append(Reason("no_evaluators", "no evaluator has enough results yet "
                                "(require_evaluators is on)"))
-    for result in overall:
-        if result.policy.critical and not result.settled and result.classification != NODATA:
+    all_n = {r.metric: r.n for r in overall}
+    for result in results:
+        if not result.policy.critical or result.settled or result.classification == NODATA:
+            continue
+        if result.slice is ALL or result.n >= result.policy.min_samples:
             blockers.append(_unsettled_reason(result))
-    return blockers
+            continue
+        waiting = (policy.unjudged_slices == WAIT
+                   and all_n.get(result.metric, 0) < result.policy.max_samples)
+        reason = _unjudged_reason(result, waiting)
+        (blockers if waiting else unjudged).append(reason)
+    return blockers, unjudged
 
 
 def _needed(overall: list[MetricResult]) -> int | None:
@@ -640,6 +766,18 @@ def _unsettled_reason(result: MetricResult) -> Reason:
                    f"{format_difference(result.kind, result.threshold).lstrip('+')} regression in "
                    f"{result.slice.name}; about {result.needed} more {unit} needed")
     return Reason("insufficient_data", message, result.metric, result.slice.name)
+
+
+def _unjudged_reason(result: MetricResult, waiting: bool) -> Reason:
+    unit = "pairs" if result.mode == "paired" else "samples per arm"
+    what = (f"{result.slice.name} is not judged yet: {result.metric} has {result.n} of "
+            f"{result.policy.min_samples} {unit}")
+    if waiting:
+        return Reason("insufficient_data", f"{what}; waiting for it (unjudged_slices: wait, "
+                      f"until \"all\" has {result.policy.max_samples} {unit})", result.metric,
+                      result.slice.name)
+    return Reason("unjudged", f"{what}; promoted without judging it", result.metric,
+                  result.slice.name)
 
 
 def _settled_reasons(overall: list[MetricResult]) -> list[Reason]:

@@ -4,9 +4,11 @@ ROLLBACK fires when any critical metric regresses in any slice, so its tests for
 whose error budget is split up front (weighted Bonferroni, applied as weighted Holm):
 ``alpha(metric, slice) = alpha * metric_weight(metric) * slice_weight(slice)``.
 
-- Metrics: the critical metrics *known* when the family is fixed share ``1 - METRIC_RESERVE``
-  equally; metrics first seen later (a new evaluator) draw from the reserve by the rank of
-  their first appearance (``late_weight``). With nothing known, everything is "late".
+- Metrics: the critical metrics the policy names (error_rate, parser_error_rate,
+  fallback_rate by default) share ``NAMED_SHARE`` equally; evaluators get the rest: those
+  *known* when the family is fixed share ``1 - METRIC_RESERVE`` of it equally, evaluators
+  first seen later draw from the reserve by the rank of their first appearance
+  (``late_weight`` with ``LATE_FLAT_METRICS``). With none known, every evaluator is "late".
 - Slices of each metric: "all" gets ``ALL_SHARE``; slice values known at the start share
   ``1 - SLICE_RESERVE`` of the rest equally; values first seen later draw from the reserve by
   rank. Without slicings "all" gets everything.
@@ -33,9 +35,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 ALL_SHARE = 0.5
+NAMED_SHARE = 0.3
 METRIC_RESERVE = 0.2
 SLICE_RESERVE = 0.2
 LATE_FLAT = 8
+LATE_FLAT_METRICS = 3
 FAMILY_VERSION = 1
 
 
@@ -52,7 +56,10 @@ class Family:
     """Known and late metrics and slices, in the order their weights were fixed."""
 
     known_metrics: tuple[str, ...] = ()
+    """Critical metrics the policy names (built-in metrics, mostly)."""
+    known_evaluators: tuple[str, ...] = ()
     late_metrics: tuple[str, ...] = ()
+    """Critical metrics first seen after the family was fixed (evaluators), by rank."""
     known_slices: tuple[str, ...] = ()
     late_slices: tuple[str, ...] = ()
     sliced: bool = True
@@ -61,11 +68,15 @@ class Family:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def metric_weight(self, metric: str) -> float:
-        reserve = METRIC_RESERVE if self.known_metrics else 1.0
+        named = NAMED_SHARE if self.known_metrics else 0.0
         if metric in self.known_metrics:
-            return (1.0 - reserve) / len(self.known_metrics)
+            return named / len(self.known_metrics)
+        reserve = METRIC_RESERVE if self.known_evaluators else 1.0
+        if metric in self.known_evaluators:
+            return (1.0 - named) * (1.0 - reserve) / len(self.known_evaluators)
         if metric in self.late_metrics:
-            return reserve * late_weight(self.late_metrics.index(metric) + 1)
+            rank = self.late_metrics.index(metric) + 1
+            return (1.0 - named) * reserve * late_weight(rank, LATE_FLAT_METRICS)
         return 0.0
 
     def slice_weight(self, slice_name: str) -> float:
@@ -87,7 +98,7 @@ class Family:
 
     def extended(self, metrics: Iterable[str], slices: Iterable[str]) -> Family:
         """This family with values not seen before appended as late, in the given order."""
-        seen_m = set(self.known_metrics) | set(self.late_metrics)
+        seen_m = set(self.known_metrics) | set(self.known_evaluators) | set(self.late_metrics)
         seen_s = set(self.known_slices) | set(self.late_slices)
         new_m = tuple(m for m in dict.fromkeys(metrics) if m not in seen_m)
         new_s = tuple(s for s in dict.fromkeys(slices) if s not in seen_s and s != "all")
@@ -99,18 +110,22 @@ class Family:
     def to_dict(self) -> dict[str, Any]:
         return {"version": FAMILY_VERSION, "rule": "weighted Holm over critical metric x slice",
                 "all_share": ALL_SHARE if self.sliced else 1.0,
-                "metric_reserve": METRIC_RESERVE if self.known_metrics else 1.0,
+                "named_share": NAMED_SHARE if self.known_metrics else 0.0,
+                "metric_reserve": METRIC_RESERVE if self.known_evaluators else 1.0,
                 "slice_reserve": (SLICE_RESERVE if self.known_slices else 1.0)
                 if self.sliced else 0.0,
-                "late_flat": LATE_FLAT, "fixed": self.fixed, "sliced": self.sliced,
+                "late_flat": LATE_FLAT, "late_flat_metrics": LATE_FLAT_METRICS,
+                "fixed": self.fixed, "sliced": self.sliced,
                 "known_metrics": list(self.known_metrics),
+                "known_evaluators": list(self.known_evaluators),
                 "late_metrics": list(self.late_metrics),
                 "known_slices": list(self.known_slices), "late_slices": list(self.late_slices),
                 **({"notes": self.notes} if self.notes else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Family:
-        return cls(tuple(data.get("known_metrics", ())), tuple(data.get("late_metrics", ())),
+        return cls(tuple(data.get("known_metrics", ())),
+                   tuple(data.get("known_evaluators", ())), tuple(data.get("late_metrics", ())),
                    tuple(data.get("known_slices", ())), tuple(data.get("late_slices", ())),
                    bool(data.get("sliced", True)), bool(data.get("fixed", False)),
                    dict(data.get("notes", {})))

@@ -8,7 +8,8 @@ every prompt x configuration x trial with both models (spans through a collector
 ``--store`` one this command starts on the store, with ``--collector`` yours); evaluate the
 answers with the worker's evaluators (plus ``reward_score`` with ``--reward hf:PATH``);
 compare base and candidate with the ``compare`` engine, sliced by configuration
-(``canary.cohort``); print the per-configuration table and write the HTML report. Re-running
+(``canary.cohort``); print the per-configuration table and write the HTML report (``-o``, by
+default next to the run's manifest in the state folder). Re-running
 the same command skips answers already exported. Exit code as ``compare``: 0 PROMOTE,
 10 HOLD, 11 ROLLBACK; 2 for bad input, 1 when the run fails.
 """
@@ -26,6 +27,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from canarytrace.analysis.compare import EXIT_CODES
+from canarytrace.analysis.console import fit, output_console
 from canarytrace.analysis.datasets import DatasetError, load_dataset
 from canarytrace.analysis.local_collector import CollectorProcessError, LocalCollector
 from canarytrace.analysis.policy import Policy, PolicyError, parse_policy, read_policy_text
@@ -110,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state-dir", type=Path,
                         help="where run manifests live (default: next to the store, else "
                              "./.canarytrace)")
-    parser.add_argument("-o", "--output", type=Path, help="write the HTML report here")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="write the HTML report here (default: <state dir>/replay/<run>.html, "
+                             "next to the run's manifest)")
     parser.add_argument("--json", type=Path, help="write the report's numbers as JSON here")
     return parser
 
@@ -252,7 +256,7 @@ def main(argv: list[str]) -> int:
         raise CommandError(str(exc), exit_code=1) from None
     finally:
         backend.close()
-    _emit(report, args, console)
+    _emit(report, args, console, manifest.path.with_suffix(".html"))
     if failure is not None:
         raise CommandError(f"the comparison failed: {failure}", exit_code=1)
     return EXIT_CODES[verdict["verdict"]]
@@ -268,15 +272,24 @@ def _compare(backend: Backend, plan: ReplayPlan, window: tuple[datetime, datetim
         return None, str(exc)
 
 
-def _emit(report: ReplayReport, args: argparse.Namespace, console: Console) -> None:
-    out = Console(file=sys.stdout)
-    out.print(summary_table(report))
+def _emit(report: ReplayReport, args: argparse.Namespace, console: Console,
+          default_html: Path) -> None:
+    """The table and verdict on stdout (full width when piped), the HTML report on disk."""
+    out = output_console(sys.stdout)
+    table = summary_table(report)
+    fit(out, table)
+    out.print(table)
     for line in verdict_lines(report.verdict):
         out.print(line, highlight=False, soft_wrap=True)
     console.print(f"{report.generated} answers generated, {report.resumed} already done",
                   highlight=False)
-    if args.output is not None:
-        written = write_html(report, args.output)
-        console.print(f"report: {', '.join(str(p) for p in written)}", highlight=False)
+    html = args.output if args.output is not None else default_html
+    try:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        written = write_html(report, html)
+    except OSError as exc:
+        raise CommandError(f"cannot write the report {html}: {exc.strerror or exc}",
+                           exit_code=1) from None
+    console.print(f"report: {', '.join(str(p) for p in written)}", highlight=False, soft_wrap=True)
     if args.json is not None:
         write_json(report, args.json)

@@ -113,11 +113,10 @@ def initial_family(store: Store, project: str, spec: RolloutSpec,
     evaluators = spec.evaluators
     if evaluators is None:
         evaluators = tuple(rows.evaluators_seen(store, project, models, since_ns, until_ns))
-    named = [name for name, fields in policy.metrics.items()
-             if policy.for_metric(name).critical and policy.for_metric(name).enabled
-             and fields is not None]
-    critical_evaluators = [e for e in evaluators
-                           if policy.for_metric(e, "pass_rate").critical
+    named = [name for name in policy.metrics
+             if policy.for_metric(name).critical and policy.for_metric(name).enabled]
+    critical_evaluators = [e for e in evaluators if e not in named
+                           and policy.for_metric(e, "pass_rate").critical
                            and policy.for_metric(e, "pass_rate").enabled]
     slices = spec.known_slices
     if slices is None:
@@ -129,7 +128,8 @@ def initial_family(store: Store, project: str, spec: RolloutSpec,
             for values in rows.values_seen(store, project, models, since_ns, until_ns, columns):
                 found.append(slice_name(dict(zip(slicing, values, strict=True))))
         slices = tuple(found)
-    return Family(known_metrics=tuple(dict.fromkeys([*named, *critical_evaluators])),
+    return Family(known_metrics=tuple(named),
+                  known_evaluators=tuple(dict.fromkeys(critical_evaluators)),
                   known_slices=tuple(dict.fromkeys(slices)), sliced=bool(slicings), fixed=True,
                   notes={"known_from": "spec" if spec.known_slices is not None
                          else f"traffic in the {LOOKBACK.days} days before the start"})

@@ -8,6 +8,19 @@ seeded and vectorized.
 Always-valid (anytime) p-values come from test martingales: ``p = min(1, 1/M)`` where ``M`` is
 a nonnegative martingale under the null, so by Ville's inequality the chance that ``p <= alpha``
 at *any* look is at most ``alpha`` however often the comparison is re-run.
+
+Confidence sequences (time-uniform bounds on a mean, valid at every look at once):
+
+- ``eb_upper_bound``: the predictable plug-in empirical-Bernstein confidence sequence of
+  Waudby-Smith & Ramdas, "Estimating means of bounded random variables by betting", JRSS-B
+  86(1), 2024 (arXiv:2010.09686), Theorem 2 with the one-sided boundary, for values in
+  [0, 1] in arrival order. It needs no distributional assumption beyond boundedness and a
+  constant conditional mean, adapts to the variance (rarely-disagreeing pairs get tight
+  bounds fast) and is intersected over all past looks, so it only ever tightens.
+- ``normal_mixture_upper_bound``: the asymptotic confidence sequence of Waudby-Smith, Arnold,
+  Wu, Wang & Ramdas, "Time-uniform central limit theory and asymptotic confidence sequences",
+  Ann. Statist. 2024 (arXiv:2103.06476), Theorem 2.2 (Robbins' normal mixture with the
+  running variance) for unbounded scores: valid as the sample grows, not at every n.
 """
 
 from __future__ import annotations
@@ -250,7 +263,88 @@ def mixing_grid(smallest: float, largest: float) -> list[float]:
     return taus
 
 
+# --- confidence sequences ---------------------------------------------------------------------
+
+EB_CAP = 0.75
+"""Largest bet ``lambda`` of the empirical-Bernstein sequence (Waudby-Smith & Ramdas use 1/2
+or 3/4): larger reacts faster to near-constant data, smaller is steadier under noise."""
+
+
+def eb_upper_bound(values: np.ndarray, alpha: float, cap: float = EB_CAP) -> float:
+    """Time-uniform upper confidence bound of the mean of ``values`` in [0, 1], in arrival
+    order: with probability at least 1 - alpha it holds at every prefix at once.
+
+    Predictable plug-in empirical Bernstein (Waudby-Smith & Ramdas 2024, Theorem 2, one-sided):
+    bets ``lambda_i = min(sqrt(2 log(1/alpha) / (sigma2_{i-1} i log(1 + i))), cap)`` from the
+    past only; the bound at time t is ``(sum lambda_i x_i + log(1/alpha) + sum v_i psi(lambda_i))
+    / sum lambda_i`` with ``v_i = 4 (x_i - mu_{i-1})^2`` and ``psi(l) = (-log(1-l) - l) / 4``,
+    and the result is the smallest bound over all t (the running intersection).
+    """
+    x = np.clip(np.asarray(values, dtype=float), 0.0, 1.0)
+    n = x.size
+    if n == 0:
+        return 1.0
+    t = np.arange(1, n + 1, dtype=float)
+    mean = (0.5 + np.cumsum(x)) / (t + 1)
+    variance = (0.25 + np.cumsum((x - mean) ** 2)) / (t + 1)
+    previous_mean = np.concatenate(([0.5], mean[:-1]))
+    previous_variance = np.concatenate(([0.25], variance[:-1]))
+    log_alpha = math.log(1.0 / alpha)
+    bets = np.minimum(np.sqrt(2 * log_alpha / (previous_variance * t * np.log1p(t))), cap)
+    penalty = 4 * (x - previous_mean) ** 2 * (-np.log1p(-bets) - bets) / 4
+    weight = np.cumsum(bets)
+    upper = (np.cumsum(bets * x) + log_alpha + np.cumsum(penalty)) / weight
+    return float(min(1.0, upper.min()))
+
+
+def eb_lower_bound(values: np.ndarray, alpha: float, cap: float = EB_CAP) -> float:
+    """Time-uniform lower confidence bound of the mean of ``values`` in [0, 1]."""
+    return 1.0 - eb_upper_bound(1.0 - np.asarray(values, dtype=float), alpha, cap)
+
+
+def normal_mixture_upper_bound(values: np.ndarray, alpha: float, target_n: int = 500) -> float:
+    """Asymptotic time-uniform upper bound of the mean (Waudby-Smith et al. 2024, Thm 2.2):
+    ``mean_t + sd_t sqrt(2 (t r^2 + 1) / (t^2 r^2) log(sqrt(t r^2 + 1) / alpha))``, tightest
+    near ``target_n`` values, intersected over every t >= 2."""
+    x = np.asarray(values, dtype=float)
+    n = x.size
+    if n < 2:
+        return math.inf
+    t = np.arange(1, n + 1, dtype=float)
+    mean = np.cumsum(x) / t
+    spread = np.sqrt(np.maximum(np.cumsum(x * x) / t - mean ** 2, 0.0) * t / np.maximum(t - 1,
+                                                                                         1))
+    log_alpha = -2 * math.log(alpha)
+    r2 = (log_alpha + math.log(log_alpha + 1)) / target_n
+    half = spread * np.sqrt(2 * (t * r2 + 1) / (t * t * r2)
+                            * np.log(np.sqrt(t * r2 + 1) / alpha))
+    return float((mean + half)[1:].min())
+
+
+def normal_mixture_lower_bound(values: np.ndarray, alpha: float, target_n: int = 500) -> float:
+    return -normal_mixture_upper_bound(-np.asarray(values, dtype=float), alpha, target_n)
+
+
 # --- multiplicity -----------------------------------------------------------------------------
+
+def weighted_holm_adjust(p_values: list[float], weights: list[float],
+                         total: float = 1.0) -> list[float]:
+    """Weighted Holm (Holm 1979) adjusted p-values for a family whose weights sum to ``total``,
+    including members not tested (yet): step k compares ``p / w`` with
+    ``alpha / (total - weights already rejected)``. Weight 0 never rejects. With equal weights
+    and ``total`` their sum this is ``holm_adjust``."""
+    p = np.asarray(p_values, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    if p.size == 0:
+        return []
+    ratio = np.where(w > 0, p / np.where(w > 0, w, 1.0), np.inf)
+    order = np.argsort(ratio, kind="stable")
+    remaining = total - np.concatenate(([0.0], np.cumsum(w[order])[:-1]))
+    stepped = np.maximum.accumulate(ratio[order] * np.maximum(remaining, 0.0))
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.nan_to_num(stepped, nan=1.0, posinf=1.0), 1.0)
+    return [float(v) for v in adjusted]
+
 
 def holm_adjust(p_values: list[float], alpha: float = 0.05) -> list[float]:
     """Holm step-down adjusted p-values: the k-th smallest p times (m - k + 1), made monotone

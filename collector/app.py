@@ -15,12 +15,19 @@ from canarytrace.collector import (
     api_routes,
     compare_route,
     dashboard_route,
+    evaluation_routes,
+    gate_routes,
     ingest_routes,
+    pair_routes,
+    rollout_metrics,
     rollout_routes,
+    telemetry_routes,
 )
 from canarytrace.collector.metrics import CONTENT_TYPE_LATEST
 from canarytrace.collector.settings import Settings
 from canarytrace.collector.state import Collector, collector_of
+from canarytrace.collector.telemetry_join import Joiner
+from canarytrace.store.errors import Fault, classify, first_line
 
 SPOOL_READY_BELOW = 0.9
 
@@ -34,23 +41,37 @@ def create_app(settings: Settings, collector: Collector | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.collector = collector or await run_in_threadpool(Collector.start, settings)
+        app.state.joiner = Joiner(app.state.collector.store)
+        app.state.joiner.start()
         try:
             yield
         finally:
+            app.state.joiner.stop()
             await run_in_threadpool(app.state.collector.stop)
 
     app = FastAPI(title="canarytrace collector", version=__version__, lifespan=lifespan)
     app.include_router(ingest_routes.router)
+    app.include_router(telemetry_routes.router)
     app.include_router(api_routes.router)
+    app.include_router(evaluation_routes.router)
     app.include_router(compare_route.router)
     app.include_router(rollout_routes.router)
+    app.include_router(gate_routes.router)
+    app.include_router(pair_routes.router)
     app.include_router(dashboard_route.router)
 
     @app.exception_handler(ClickHouseError)
-    async def store_unavailable(request: Request, exc: ClickHouseError) -> JSONResponse:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return JSONResponse({"detail": f"store unavailable: {first_line}"}, status_code=503,
-                            headers={"Retry-After": str(ingest_routes.RETRY_AFTER_S)})
+    async def store_error(request: Request, exc: ClickHouseError) -> JSONResponse:
+        """400 when the request's own input made ClickHouse fail (a retry fails the same way),
+        503 + Retry-After when the store is out, else 500."""
+        fault, line = classify(exc), first_line(exc)
+        if fault is Fault.REFUSED:
+            return JSONResponse({"detail": f"the store refused this request: {line}"},
+                                status_code=400)
+        if fault is Fault.OUTAGE:
+            return JSONResponse({"detail": f"store unavailable: {line}"}, status_code=503,
+                                headers={"Retry-After": str(ingest_routes.RETRY_AFTER_S)})
+        return JSONResponse({"detail": f"store error: {line}"}, status_code=500)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -59,15 +80,23 @@ def create_app(settings: Settings, collector: Collector | None = None) -> FastAP
 
     @app.get("/readyz")
     def readyz(request: Request) -> JSONResponse:
-        """Ready when the store answers, the writer runs and the spool is under 90% full."""
+        """Ready when the store answers and takes inserts, the writer runs, and the spool is
+        writable and under 90% full; ``outage`` says why inserts fail."""
         collector = collector_of(request)
-        checks = {"store": collector.store.ping(), "writer": collector.writer.alive,
-                  "spool_has_room": collector.spool.usage < SPOOL_READY_BELOW}
+        writer, spool = collector.writer, collector.spool
+        checks = {"store": collector.store.ping(), "writer": writer.alive,
+                  "store_accepts_inserts": writer.outage is None,
+                  "spool_writable": spool.broken is None,
+                  "spool_has_room": spool.usage < SPOOL_READY_BELOW}
         status = 200 if all(checks.values()) else 503
-        return JSONResponse({"ready": status == 200, **checks}, status_code=status)
+        reasons = {"outage": writer.outage} if writer.outage else {}
+        if spool.broken is not None:
+            reasons["spool_error"] = str(spool.broken)
+        return JSONResponse({"ready": status == 200, **checks, **reasons}, status_code=status)
 
     @app.get("/metrics")
     def metrics(request: Request) -> Response:
-        return Response(collector_of(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        body = collector_of(request).metrics.render() + rollout_metrics.for_request(request)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     return app

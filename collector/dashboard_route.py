@@ -31,6 +31,8 @@ MEDIA_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; cha
                ".css": "text/css; charset=utf-8", ".md": "text/markdown; charset=utf-8"}
 
 Project = Annotated[str, Depends(project_of)]
+FILTERS = ("service", "route", "cohort", "model")
+"""The page's filters: the dashboard's variables other than the project."""
 Filter = Annotated[list[str] | None, Query()]
 
 
@@ -107,7 +109,7 @@ def config(_: Project) -> dict[str, Any]:
     dashboard = panels.load_dashboard()
     return {
         "panels": [{"id": p.id, "title": p.title, "description": p.description, "kind": p.kind,
-                    "unit": p.unit, "width": p.width} for p in dashboard.panels],
+                    "unit": p.unit, "axis": p.axis, "width": p.width} for p in dashboard.panels],
         "variables": [{"name": v.name, "label": v.label} for v in dashboard.variables
                       if v.name != "project"],
     }
@@ -126,7 +128,7 @@ def query_context(store: Store, project: str, window: tuple[datetime, datetime],
 @router.get("/api/dashboard/filters")
 def filters(store: StoreDep, project: Project, window: Range) -> dict[str, Any]:
     """The values each filter can take in the range, and the models seen per variant."""
-    ctx = query_context(store, project, window, {"service": None, "route": None, "model": None})
+    ctx = query_context(store, project, window, dict.fromkeys(FILTERS))
     values = {}
     for variable in panels.load_dashboard().variables:
         if variable.name == "project":
@@ -156,7 +158,7 @@ def _models(store: Store, project: str, window: tuple[datetime, datetime]) -> li
 
 @router.get("/api/dashboard/panels/{panel_id}")
 def panel_data(panel_id: str, store: StoreDep, project: Project, window: Range,
-               service: Filter = None, route: Filter = None,
+               service: Filter = None, route: Filter = None, cohort: Filter = None,
                model: Filter = None) -> dict[str, Any]:
     """One panel's rows for the range and filters: ``columns``, ``types`` and ``rows``."""
     try:
@@ -164,7 +166,7 @@ def panel_data(panel_id: str, store: StoreDep, project: Project, window: Range,
     except KeyError as exc:
         raise HTTPException(404, f"no panel {panel_id!r}") from exc
     ctx = query_context(store, project, window,
-                        {"service": service, "route": route, "model": model})
+                        {"service": service, "route": route, "cohort": cohort, "model": model})
     rows = store.query(panel_sql.expand(panel.sql, ctx))
     return {"id": panel.id, "interval_s": ctx.interval_s, "from_ms": json_value(ctx.start),
             "to_ms": json_value(ctx.end), **table_json(rows)}

@@ -21,12 +21,7 @@ from canarytrace.evaluators.base import Evaluator
 from canarytrace.evaluators.registry import EvaluatorRegistry
 from canarytrace.evaluators.sampling import SamplingRule
 from canarytrace.evaluators.sources import StoreSource, Window
-from canarytrace.evaluators.worker import (
-    DEFAULT_BATCH_SIZE,
-    EvaluationRun,
-    RunSummary,
-    create_evaluators,
-)
+from canarytrace.evaluators.worker import EvaluationRun, RunSummary, create_evaluators
 from canarytrace.store.client import Store
 
 logger = logging.getLogger("canarytrace.collector.evaluation")
@@ -68,11 +63,12 @@ class EvaluationLoop:
     def __init__(self, store: Store, *, interval_s: float = 30.0, grace_s: float = 300.0,
                  settle_s: float = 5.0, lookback_s: float = 3600.0,
                  evaluators: Sequence[str] | None = None, sample_rate: float = 1.0,
-                 sample_overrides: Sequence[str] = (), batch_size: int = DEFAULT_BATCH_SIZE,
+                 sample_overrides: Sequence[str] = (), batch_size: int | None = None,
                  registry: EvaluatorRegistry | None = None) -> None:
-        """``evaluators`` None: every evaluator the env configures. Raises ValueError for a
-        bad sampling rate or override, or a named evaluator that cannot be set up (models
-        load later, on first use)."""
+        """``evaluators`` None: every evaluator the env configures; ``batch_size`` None:
+        the run's default, larger for judges (enough to keep their concurrency busy).
+        Raises ValueError for a bad sampling rate or override, or a named evaluator that
+        cannot be set up (models load later, on first use)."""
         self.store = store
         self.interval_s, self.grace_s, self.settle_s = interval_s, grace_s, settle_s
         self.rule = SamplingRule.parse(sample_rate, list(sample_overrides))

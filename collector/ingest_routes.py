@@ -1,4 +1,5 @@
-"""OTLP/HTTP receiver: ``POST /v1/traces`` (durable before acknowledged) and ``/v1/metrics``."""
+"""OTLP/HTTP receiver: ``POST /v1/traces``, durable before acknowledged (logs and metrics:
+``telemetry_routes``)."""
 
 from __future__ import annotations
 
@@ -75,19 +76,3 @@ async def _export(collector: Collector, request: Request, encoding: otlp.Encodin
         metrics.spans_accepted.inc(prepared.rows)
     return Response(otlp.export_response(encoding, prepared.rejected, prepared.error),
                     media_type=encoding.value)
-
-
-@router.post("/v1/metrics")
-async def export_metrics(request: Request) -> Response:
-    """Metrics are not stored yet: accept them so SDK metric exporters don't report errors."""
-    collector = collector_of(request)
-    content_type = request.headers.get("content-type", "")
-    encoding = otlp.Encoding.JSON if "json" in content_type else otlp.Encoding.PROTOBUF
-    try:
-        collector.keys.project_for(request.headers.get("authorization"))
-        await read_body(request, collector.settings.max_body_bytes)
-    except Unauthorized as exc:
-        return _error(collector, encoding, 401, str(exc), {"WWW-Authenticate": "Bearer"})
-    except otlp.BadRequest as exc:
-        return _error(collector, encoding, exc.status, exc.message)
-    return Response(b"{}" if encoding is otlp.Encoding.JSON else b"", media_type=encoding.value)

@@ -4,6 +4,12 @@ The file lives next to the store (``.canarytrace/keys.json``), not in ClickHouse
 ``canarytrace keys create`` works while ``serve`` owns the embedded store; the server
 re-reads the file when it changes. A key reads ``ct_<id>_<secret>``: the id finds the
 entry, the secret is checked against its hash in constant time.
+
+Authentication is a mode (``--auth``), not a side effect of the file: ``keys`` always asks
+for a key, ``none`` never does, and ``auto`` (the default) asks once keys were configured
+for the store, i.e. the keys file exists or the store's auth marker does (written when a
+key is first created or seen). So revoking the last key, or losing ``keys.json``, refuses
+every request until a key is created or the collector runs with ``--auth none``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from pathlib import Path
 from canarytrace.store.schema import DEFAULT_PROJECT
 
 PREFIX = "ct"
+AUTH_MODES = ("auto", "keys", "none")
+MARKER_TEXT = "keys\n"
 
 
 class Unauthorized(Exception):
@@ -40,6 +48,12 @@ class KeyEntry:
     name: str = ""
 
 
+def _bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 def _digest(salt: str, secret: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + secret.encode()).hexdigest()
 
@@ -47,11 +61,18 @@ def _digest(salt: str, secret: str) -> str:
 class KeyRing:
     """The API keys in one file; safe to share between threads and processes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mode: str = "auto", marker: Path | None = None) -> None:
+        if mode not in AUTH_MODES:
+            raise ValueError(f"auth mode must be one of {', '.join(AUTH_MODES)}, not {mode!r}")
         self.path = Path(path)
+        self.mode = mode
+        self.marker = Path(marker) if marker else None
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._entries: dict[str, KeyEntry] = {}
+        self._exists = False
+        self._unreadable: str | None = None
+        self._marked = False
 
     # --- reading --------------------------------------------------------------------------
     def entries(self) -> list[KeyEntry]:
@@ -59,21 +80,51 @@ class KeyRing:
         self._refresh()
         return list(self._entries.values())
 
-    def project_for(self, authorization: str | None) -> str:
-        """The project an ``Authorization`` header grants; 'default' when no keys exist.
-
-        Raises Unauthorized when keys are configured and the header has none of them.
-        """
+    @property
+    def required(self) -> bool:
+        """Whether requests need a key: mode ``keys``, or ``auto`` once keys were configured."""
         self._refresh()
-        if not self._entries:
-            return DEFAULT_PROJECT
-        scheme, _, token = (authorization or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        if self.mode != "auto":
+            return self.mode == "keys"
+        return self._exists or self._entries != {} or self._marked_before()
+
+    def project_for(self, authorization: str | None) -> str:
+        """The project an ``Authorization`` header grants ('default' when none is required).
+
+        Raises Unauthorized when a key is required and the header has no valid one.
+        """
+        if not self.required:
+            entry = self._verify(_bearer(authorization) or "") if self._entries else None
+            return entry.project if entry else DEFAULT_PROJECT
+        if self._unreadable:
+            raise Unauthorized(f"keys file {self.path} is unreadable ({self._unreadable}); "
+                               "every request is refused until it is fixed")
+        token = _bearer(authorization)
+        if token is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-        entry = self._verify(token.strip())
+        if not self._entries:
+            raise Unauthorized("no API keys are configured (the last was revoked or keys.json "
+                               "is gone): create one with 'canarytrace keys create', or run "
+                               "serve with --auth none")
+        entry = self._verify(token)
         if entry is None:
             raise Unauthorized("invalid API key")
         return entry.project
+
+    def _marked_before(self) -> bool:
+        if not self._marked and self.marker is not None:
+            self._marked = self.marker.exists()
+        return self._marked
+
+    def mark(self) -> None:
+        """Record that this store has keys, so losing them never opens it (idempotent)."""
+        if self.marker is None or self._marked_before():
+            return
+        self.marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.marker.with_suffix(".tmp")
+        tmp.write_text(MARKER_TEXT)
+        os.replace(tmp, self.marker)
+        self._marked = True
 
     def _verify(self, token: str) -> KeyEntry | None:
         prefix, _, rest = token.partition("_")
@@ -87,15 +138,21 @@ class KeyRing:
         try:
             stat = self.path.stat()
         except FileNotFoundError:
-            self._stamp, self._entries = None, {}
+            self._stamp, self._entries, self._exists, self._unreadable = None, {}, False, None
             return
         stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         if stamp == self._stamp:
             return
         with self._lock:
-            entries = self._read()
+            try:
+                entries, self._unreadable = self._read(), None
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                entries, self._unreadable = [], str(exc) or type(exc).__name__
             self._entries = {e.id: e for e in entries}
-            self._stamp = stamp
+            self._stamp, self._exists = stamp, True
+        if self._entries:
+            with contextlib.suppress(OSError):
+                self.mark()
 
     def _read(self) -> list[KeyEntry]:
         try:
@@ -113,6 +170,7 @@ class KeyRing:
                          created_at=datetime.now(UTC).isoformat(timespec="seconds"), name=name)
         with self._locked_file():
             self._write([*self._read(), entry])
+        self.mark()
         return f"{PREFIX}_{key_id}_{secret}"
 
     def revoke(self, key_id: str) -> bool:
@@ -123,6 +181,10 @@ class KeyRing:
             if len(kept) != len(entries):
                 self._write(kept)
             return len(kept) != len(entries)
+
+    def remaining(self) -> int:
+        """How many keys the file holds now."""
+        return len(self._read())
 
     @contextlib.contextmanager
     def _locked_file(self) -> Iterator[None]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from canarytrace.cli import CommandError, CommandParser
 from canarytrace.collector.keys import KeyRing
 from canarytrace.collector.settings import load_settings
+from canarytrace.collector.store_state import adopt_legacy_keys
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +31,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     overrides = {k: v for k, v in (("store", args.store), ("keys_file", args.keys_file)) if v}
-    ring = KeyRing(load_settings(**overrides).keys_path)
+    settings = load_settings(**overrides)
+    adopt_legacy_keys(settings)
+    ring = KeyRing(settings.keys_path, marker=settings.auth_marker_path)
     if args.action == "create":
         if not args.project.strip():
             raise CommandError("--project must not be empty")
@@ -39,4 +43,7 @@ def main(argv: list[str]) -> int:
             print(f"{entry.id}\t{entry.project}\t{entry.created_at}\t{entry.name}")
     elif not ring.revoke(args.key_id):
         raise CommandError(f"no key with id {args.key_id!r} in {ring.path}")
+    elif not ring.remaining():
+        print("canarytrace keys: that was the last key; the collector now refuses every "
+              "request until a key is created (or it runs with --auth none)", file=sys.stderr)
     return 0

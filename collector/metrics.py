@@ -33,8 +33,19 @@ class CollectorMetrics:
         self.flush_failures = Counter("canarytrace_flush_failures",
                                       "Failed ClickHouse inserts (retried)", registry=r)
         self.segments_quarantined = Counter("canarytrace_spool_segments_quarantined",
-                                            "Spool segments ClickHouse refused repeatedly",
-                                            registry=r)
+                                            "Spool segments with requests ClickHouse refused "
+                                            "(kept in spool/dead)", registry=r)
+        self.spans_quarantined = Counter("canarytrace_spans_quarantined",
+                                         "Spans ClickHouse refused, kept in spool/dead for "
+                                         "'canarytrace spool replay'", registry=r)
+        self.store_outage = Gauge("canarytrace_store_outage",
+                                  "1 while inserts fail and spans wait in the spool", registry=r)
+        self.connections_refused = Counter("canarytrace_connections_refused",
+                                           "Connections closed at once: over the connection "
+                                           "limit", registry=r)
+        self.connections_timed_out = Counter("canarytrace_connections_timed_out",
+                                             "Connections closed for sending headers or a "
+                                             "body too slowly", registry=r)
         self.flush_seconds = Histogram("canarytrace_flush_seconds",
                                        "Latency of one ClickHouse insert from the spool",
                                        buckets=(.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10),

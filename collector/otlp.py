@@ -57,22 +57,38 @@ def encoding_of(content_type: str | None) -> Encoding:
 
 
 def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
-    """Undo Content-Encoding, refusing output over ``limit`` bytes (gzip bombs) with 413."""
+    """Undo Content-Encoding, refusing output over ``limit`` bytes (gzip bombs) with 413.
+
+    A gzip body may hold several members (``cat a.gz b.gz``): all are inflated, in order;
+    anything after the last member that is not another member is a 400.
+    """
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("identity", ""):
         return body
     if encoding not in ("gzip", "deflate"):
         raise BadRequest(415, f"unsupported Content-Encoding {encoding!r}: use gzip or none")
-    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BadRequest(400, f"body is not valid {encoding} data: {exc}") from exc
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise BadRequest(413, f"decompressed body exceeds the {limit}-byte limit")
-    if not inflater.eof:
-        raise BadRequest(400, f"{encoding} body is truncated")
-    return data
+    wbits = zlib.MAX_WBITS | 16 if encoding == "gzip" else zlib.MAX_WBITS
+    parts: list[bytes] = []
+    size, rest, member = 0, body, 0
+    while True:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            data = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            where = f" (member {member + 1})" if member else ""
+            raise BadRequest(400, f"body is not valid {encoding} data{where}: {exc}") from exc
+        size += len(data)
+        if size > limit or inflater.unconsumed_tail:
+            raise BadRequest(413, f"decompressed body exceeds the {limit}-byte limit")
+        if not inflater.eof:
+            raise BadRequest(400, f"{encoding} body is truncated")
+        parts.append(data)
+        rest, member = inflater.unused_data, member + 1
+        if not rest.strip(b"\0") or encoding != "gzip":  # NUL padding, as gzip(1) allows
+            break
+    if rest.strip(b"\0"):
+        raise BadRequest(400, f"{len(rest)} bytes of trailing data after the {encoding} body")
+    return b"".join(parts)
 
 
 def decode(body: bytes, encoding: Encoding) -> ExportTraceServiceRequest:

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import uvicorn
 
 from canarytrace.cli import CommandError, CommandParser
+from canarytrace.collector.http_limits import (
+    ConnectionLimits,
+    connection_cap,
+    open_descriptors,
+    protocol_class,
+    raise_descriptor_limit,
+)
 from canarytrace.collector.settings import Settings, load_settings
 from canarytrace.store.location import StoreInUse, StoreURLError
+
+if TYPE_CHECKING:
+    from canarytrace.collector.state import Collector
 
 FLAGS = {  # flag -> Settings field; unset flags fall back to CANARYTRACE_* env, then defaults
     "--host": "host", "--port": "port", "--store": "store", "--database": "database",
@@ -18,7 +30,9 @@ FLAGS = {  # flag -> Settings field; unset flags fall back to CANARYTRACE_* env,
     "--spool-max-bytes": "spool_max_bytes", "--flush-rows": "flush_rows",
     "--flush-interval": "flush_interval_s", "--keys-file": "keys_file",
     "--max-body-bytes": "max_body_bytes", "--ingest-workers": "ingest_workers",
-    "--log-level": "log_level",
+    "--log-level": "log_level", "--auth": "auth", "--max-connections": "max_connections",
+    "--header-timeout": "header_timeout_s", "--read-timeout": "read_timeout_s",
+    "--keep-alive": "keep_alive_s", "--max-header-bytes": "max_header_bytes",
 }
 
 
@@ -59,10 +73,22 @@ def main(argv: list[str]) -> int:
             raise CommandError(message) from exc
         raise CommandError(f"cannot open store {store_url}: {message}") from exc
     config = uvicorn.Config(create_app(settings, collector), log_level=settings.log_level.lower(),
-                            access_log=False, timeout_graceful_shutdown=10)
+                            access_log=False, timeout_graceful_shutdown=10,
+                            http=limited_protocol(settings, collector),
+                            timeout_keep_alive=settings.keep_alive_s, backlog=1024)
     print(startup_line(listener, store_url), flush=True)
     uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def limited_protocol(settings: Settings, collector: Collector) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol with timeouts, a connection cap under the descriptor limit and
+    bounded headers (``http_limits``)."""
+    cap = connection_cap(settings.max_connections, raise_descriptor_limit(), open_descriptors())
+    metrics = collector.metrics
+    return protocol_class(ConnectionLimits(
+        cap, settings.header_timeout_s, settings.read_timeout_s, settings.max_header_bytes,
+        on_refused=metrics.connections_refused.inc, on_timed_out=metrics.connections_timed_out.inc))
 
 
 def startup_line(listener: socket.socket, store_url: str) -> str:

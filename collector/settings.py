@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,19 +34,33 @@ class Settings(BaseSettings):
     ttl_days: int = Field(0, ge=0, description="drop spans older than this many days; 0 keeps all")
 
     spool_dir: Path | None = Field(None, description="where acknowledged spans wait for the "
-                                                     "store (default: 'spool' next to it)")
+                                                     "store (default: the store's state "
+                                                     "folder); one collector per spool")
     spool_max_bytes: int = Field(512 * MIB, gt=0,
                                  description="spool size at which requests get 503")
     flush_rows: int = Field(10_000, gt=0, description="rows per ClickHouse insert (at most)")
     flush_interval_s: float = Field(1.0, gt=0, description="longest time a span waits for insert")
 
-    keys_file: Path | None = Field(None, description="API keys file (default: keys.json next "
-                                                     "to the store)")
+    keys_file: Path | None = Field(None, description="API keys file (default: keys.json in "
+                                                     "the store's state folder)")
+    auth: Literal["auto", "keys", "none"] = Field(
+        "auto", description="keys: every request needs an API key; none: no authentication; "
+                            "auto: keys once any key was ever created for this store")
     max_body_bytes: int = Field(8 * MIB, gt=0, description="request body limit, checked before "
                                                            "and after gzip")
     max_attribute_length: int = Field(128 * 1024, gt=0, description="longer values are truncated")
     max_attributes_per_span: int = Field(1024, gt=0, description="spans with more are rejected")
     max_attribute_key_length: int = Field(1024, gt=0, description="spans with longer keys rejected")
+    max_json_depth: int = Field(64, gt=0, description="spans with attribute JSON nested deeper "
+                                                      "are rejected")
+    max_connections: int = Field(1000, gt=0, description="open connections at most (also kept "
+                                                         "under half the file descriptor limit)")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection must send its request "
+                                                            "headers within this time")
+    read_timeout_s: float = Field(30.0, gt=0, description="longest pause while a request body "
+                                                          "arrives")
+    keep_alive_s: int = Field(5, gt=0, description="idle keep-alive connections are closed after")
+    max_header_bytes: int = Field(64 * 1024, gt=0, description="request line and headers at most")
 
     ingest_workers: int | None = Field(
         None, ge=0, description="processes that decode and convert OTLP bodies "
@@ -61,8 +77,6 @@ class Settings(BaseSettings):
     eval_sample: str = Field("", description="per route/cohort rates, e.g. "
                                              "'route=billing:0.5 cohort=eu:1'")
 
-    writer_fault_file: Path | None = Field(
-        None, description="test hook: while this file exists, the writer's inserts fail")
     log_level: str = Field("warning", description="debug, info, warning or error")
 
     @property
@@ -71,7 +85,19 @@ class Settings(BaseSettings):
 
     @property
     def state_dir(self) -> Path:
-        """Where the collector keeps its files: the embedded store's parent, else ./.canarytrace."""
+        """This store's own folder for the spool, keys and auth mode: ``<store>-state`` next to
+        an embedded store, ``./.canarytrace/<host>-<port>-<database>-state`` for a server."""
+        path = chdb_path(self.store)
+        if path is not None:
+            return path.with_name(f"{path.name}-state")
+        parsed = urlsplit(self.store_url)
+        database = self.database or parsed.path.strip("/") or "canarytrace"
+        name = re.sub(r"[^A-Za-z0-9_.]+", "_", f"{parsed.hostname}-{parsed.port or ''}-{database}")
+        return Path(".canarytrace").absolute() / f"{name}-state"
+
+    @property
+    def legacy_state_dir(self) -> Path:
+        """Where versions before per-store state kept spool and keys (shared by siblings)."""
         path = chdb_path(self.store)
         return path.parent if path else Path(".canarytrace").absolute()
 
@@ -82,6 +108,11 @@ class Settings(BaseSettings):
     @property
     def keys_path(self) -> Path:
         return self.keys_file or self.state_dir / "keys.json"
+
+    @property
+    def auth_marker_path(self) -> Path:
+        """Written once keys exist for this store: from then on, no keys means no access."""
+        return self.state_dir / "auth"
 
 
 def load_settings(**given: Any) -> Settings:

@@ -54,8 +54,8 @@ class SpoolBroken(Exception):
     """Writing or syncing the spool failed (disk full, I/O error); retry later."""
 
 
-class SpoolLocked(RuntimeError):
-    """Another collector owns this spool directory."""
+class SpoolLocked(ValueError):
+    """Another collector owns this spool directory (a setting to change: ValueError)."""
 
 
 @dataclass(frozen=True)
@@ -332,6 +332,29 @@ class Spool:
         target.with_suffix(".json").write_text(json.dumps(note) + "\n")
         return target
 
+    def probe(self) -> bool:
+        """After a failure: whether the spool's disk takes a write again (clears ``broken``)."""
+        if self.broken is None:
+            return True
+        probe = self.directory / f".probe-{secrets.token_hex(4)}"
+        try:
+            with self._cond:
+                if self._active.needs_repair:
+                    self._repair(self._active)
+            with open(probe, "wb") as handle:
+                handle.write(bytes(64 * 1024))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            log.debug("spool still not writable: %s", exc)
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+        with self._cond:
+            self.broken = None
+        return True
+
     def rescan(self) -> int:
         """Adopt segment files put into the directory from outside (``canarytrace spool
         replay``); returns how many were added."""
@@ -412,7 +435,7 @@ class Spool:
                     os.close(active.fd)
             except OSError as exc:
                 with self._cond:
-                    self._sync_failed(active, retiring, exc)
+                    self._sync_failed(active, target if retiring else None, exc)
                 continue
             with self._cond:
                 self._synced = max(self._synced, target)
@@ -445,11 +468,16 @@ class Spool:
             return False
         return True
 
-    def _sync_failed(self, active: _Active, retired: bool, exc: OSError) -> None:
-        """An fsync failed (lock held): fail what it covered, cut those records off again."""
+    def _sync_failed(self, active: _Active, retired_at: int | None, exc: OSError) -> None:
+        """An fsync failed (lock held): fail the records it covered and cut them off again.
+
+        ``retired_at`` is the last ticket of a segment being sealed (later records are in
+        the new segment); else every record not yet durable was in ``active``.
+        """
         log.error("spool fsync failed; requests not yet durable get 503: %s", exc)
         self.broken = exc
-        self._failed.add(self._synced, self._written)
+        retired = retired_at is not None
+        self._failed.add(self._synced, retired_at if retired else self._written)
         active.bytes, active.rows = active.synced_bytes, active.synced_rows
         try:
             self._repair(active, needed=True)

@@ -14,6 +14,7 @@ from canarytrace.collector.prepare import Preparer, default_workers
 from canarytrace.collector.rows import Limits
 from canarytrace.collector.settings import Settings
 from canarytrace.collector.spool import Spool
+from canarytrace.collector.store_state import adopt_legacy_keys, adopt_legacy_spool
 from canarytrace.collector.writer import Writer
 from canarytrace.store.client import Store
 
@@ -42,17 +43,19 @@ class Collector:
             opened.callback(store.close)
             store.migrate()
             evaluation = loop_from_settings(store, settings)
-            spool = Spool(settings.spool_path, settings.spool_max_bytes)
+            adopt_legacy_spool(settings)
+            spool = Spool(settings.spool_path, settings.spool_max_bytes)  # or SpoolLocked
             opened.callback(spool.close)
             metrics = CollectorMetrics()
             metrics.watch_spool(lambda: spool.size_bytes, lambda: spool.pending_segments)
-            writer = Writer(spool, store, metrics, settings.flush_rows, settings.flush_interval_s,
-                            settings.writer_fault_file)
+            writer = Writer(spool, store, metrics, settings.flush_rows, settings.flush_interval_s)
             limits = Limits(settings.max_attribute_length, settings.max_attributes_per_span,
-                            settings.max_attribute_key_length)
+                            settings.max_attribute_key_length, settings.max_json_depth)
             workers = default_workers() if settings.ingest_workers is None \
                 else settings.ingest_workers
-            collector = cls(settings, store, spool, writer, KeyRing(settings.keys_path), metrics,
+            adopt_legacy_keys(settings)
+            keys = KeyRing(settings.keys_path, settings.auth, settings.auth_marker_path)
+            collector = cls(settings, store, spool, writer, keys, metrics,
                             Preparer(limits, workers), evaluation)
             opened.pop_all()
         writer.start()

@@ -2,8 +2,15 @@
 
 A segment is sealed when it holds ``flush_rows`` rows or its oldest record waited
 ``flush_interval_s``. Each insert carries the segment's deduplication token, so a
-retry (after an error, or a replay after a crash) cannot store a span twice. While
-ClickHouse is unreachable the writer backs off and the spool grows.
+retry (after an error, or a replay after a crash) cannot store a span twice.
+
+What the store says decides what happens to a segment (``store.errors``):
+- an outage (unreachable, disk full, EMFILE, memory, too many parts, or an error we do
+  not know): the segment stays, the writer backs off, ``outage`` says why (so /readyz is
+  not ready) and the spool fills; it drains once inserts work again;
+- a refusal of the data: the segment is split in halves, recursively, so that only the
+  request(s) the store refuses go to ``spool/dead`` and every other one is stored.
+Every split and retry uses tokens derived from the segment, so nothing lands twice.
 """
 
 from __future__ import annotations
@@ -11,39 +18,55 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 
-from clickhouse_connect.driver.exceptions import DatabaseError
+import orjson
+import pyarrow as pa
 
 from canarytrace.collector.metrics import CollectorMetrics
-from canarytrace.collector.spool import Segment, Spool
+from canarytrace.collector.spool import MAGIC_ARROW, MAGIC_JSON, Record, Segment, Spool, SpoolBroken
+from canarytrace.store import span_columns
 from canarytrace.store.client import Store
+from canarytrace.store.errors import Fault, classify, first_line
 
 log = logging.getLogger(__name__)
 
 IDLE_TICK_S = 0.02
+HOUSEKEEPING_S = 1.0
 MAX_BACKOFF_S = 2.0
-REFUSALS_BEFORE_QUARANTINE = 5
 
 
-class StoreUnavailable(Exception):
-    """The store cannot take an insert right now (also raised by the fault-injection hook)."""
+class StoreOutage(Exception):
+    """The store cannot take inserts now; the segment stays in the spool."""
+
+
+def record_table(magic: bytes, record: Record) -> pa.Table:
+    """One spool record as an Arrow table; ValueError when it cannot be read."""
+    if magic == MAGIC_ARROW:
+        return span_columns.from_ipc(record.payload)
+    if magic == MAGIC_JSON:
+        try:
+            rows = [orjson.loads(line) for line in record.payload.split(b"\n") if line]
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not JSONEachRow: {exc}") from exc
+        return span_columns.table(rows)
+    raise ValueError(f"unknown spool segment format {magic!r}")
 
 
 class Writer:
     """One thread that owns moving spooled spans into the store."""
 
     def __init__(self, spool: Spool, store: Store, metrics: CollectorMetrics, flush_rows: int,
-                 flush_interval_s: float, fault_file: Path | None = None) -> None:
+                 flush_interval_s: float) -> None:
         self.spool = spool
         self.store = store
         self.metrics = metrics
         self.flush_rows = flush_rows
         self.flush_interval_s = flush_interval_s
-        self.fault_file = fault_file
+        self.outage: str | None = None  # why inserts fail right now; None while they work
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
-        self._refusals: dict[Segment, int] = {}
+        self._housekept = 0.0
+        self._seal_retry_at = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -68,47 +91,100 @@ class Writer:
         failures = 0
         while not self._stop.is_set():
             try:
-                if self.spool.due(self.flush_rows, self.flush_interval_s):
-                    self.spool.seal()
+                self._housekeeping()
+                self._seal_if_due()
                 segments = self.spool.sealed()
                 if not segments:
                     self._stop.wait(IDLE_TICK_S)
                     continue
                 for segment in segments:
                     self._store(segment)
-                failures = 0
+                failures, self.outage = 0, None
+                self.metrics.store_outage.set(0)
             except Exception as exc:  # noqa: BLE001 - the writer must outlive any failure
                 failures += 1
                 self.metrics.flush_failures.inc()
-                log.warning("insert from spool failed (attempt %d): %s", failures, exc)
+                self.outage = first_line(exc)
+                self.metrics.store_outage.set(1)
+                log.warning("insert from spool failed (attempt %d), kept for retry: %s",
+                            failures, first_line(exc))
                 self._stop.wait(min(MAX_BACKOFF_S, 0.05 * 2 ** failures))
 
-    def _store(self, segment: Segment) -> None:
-        payload, rows = self.spool.read(segment)
-        if self.fault_file is not None and self.fault_file.exists():
-            raise StoreUnavailable(f"store marked unavailable by {self.fault_file}")
-        started = time.perf_counter()
+    def _seal_if_due(self) -> None:
+        """Seal the active segment when due; when the spool's disk refuses a new segment file,
+        keep going (storing sealed segments is what frees the disk) and retry in a second."""
+        if time.monotonic() < self._seal_retry_at:
+            return
+        if not self.spool.due(self.flush_rows, self.flush_interval_s):
+            return
         try:
-            if rows:
-                self.store.insert_span_payload(payload, dedup_token=segment.token)
-        except DatabaseError:
-            self._count_refusal(segment)
-            raise
+            self.spool.seal()
+        except SpoolBroken as exc:
+            log.warning("%s; retrying in %.0fs", exc, HOUSEKEEPING_S)
+            self._seal_retry_at = time.monotonic() + HOUSEKEEPING_S
+
+    def _housekeeping(self) -> None:
+        """Once a second: adopt replayed segments, and see whether a broken spool recovered."""
+        now = time.monotonic()
+        if now - self._housekept < HOUSEKEEPING_S:
+            return
+        self._housekept = now
+        self.spool.rescan()
+        if self.spool.broken is not None:
+            self.spool.probe()
+
+    def _store(self, segment: Segment) -> None:
+        """Insert one sealed segment, quarantining only records the store refuses."""
+        contents = self.spool.contents(segment)
+        tables: dict[int, pa.Table] = {}
+        bad: dict[int, str] = {}
+        for index, record in enumerate(contents.records):
+            try:
+                tables[index] = record_table(contents.magic, record)
+            except ValueError as exc:
+                bad[index] = f"unreadable record: {exc}"
+        started = time.perf_counter()
+        stored = self._insert(segment, tables, sorted(tables), segment.token, bad)
         self.metrics.flush_seconds.observe(time.perf_counter() - started)
-        self.metrics.spans_stored.inc(rows)
-        self._refusals.pop(segment, None)
+        self.metrics.spans_stored.inc(stored)
+        if bad and self._quarantine(segment, contents.records, bad):
+            return  # the whole segment moved to dead/
         self.spool.remove(segment)
 
-    def _count_refusal(self, segment: Segment) -> None:
-        """Quarantine a segment the (reachable) store keeps refusing, so the rest can flow.
+    def _insert(self, segment: Segment, tables: dict[int, pa.Table], indices: list[int],
+                token: str, bad: dict[int, str]) -> int:
+        """Insert records ``indices``; on a refusal split them to find the refused ones."""
+        if not indices:
+            return 0
+        data = span_columns.concat(tables[i] for i in indices)
+        try:
+            self.store.insert_span_table(data, dedup_token=token)
+            return data.num_rows
+        except Exception as exc:  # noqa: BLE001 - classified below
+            fault = classify(exc)
+            if fault is not Fault.REFUSED:
+                raise StoreOutage(f"store cannot take inserts ({fault.value}): "
+                                  f"{first_line(exc)}") from exc
+            if len(indices) == 1:
+                bad[indices[0]] = first_line(exc)
+                return 0
+            log.warning("store refused %d records of spool segment %s (%s); splitting",
+                        len(indices), segment.path.name, first_line(exc))
+        middle = len(indices) // 2
+        halves = (indices[:middle], indices[middle:])
+        return sum(self._insert(segment, tables, half, f"{segment.token}:{half[0]}-{half[-1]}",
+                                bad) for half in halves)
 
-        Failures while the store does not answer are an outage, not a refusal: not counted.
-        """
-        if not self.store.ping():
-            return
-        self._refusals[segment] = self._refusals.get(segment, 0) + 1
-        if self._refusals[segment] >= REFUSALS_BEFORE_QUARANTINE:
-            log.error("ClickHouse refused spool segment %s %d times; moved to spool/dead",
-                      segment.path.name, self._refusals.pop(segment))
-            self.spool.remove(segment, quarantine=True)
-            self.metrics.segments_quarantined.inc()
+    def _quarantine(self, segment: Segment, records: list[Record], bad: dict[int, str]) -> bool:
+        """Keep the refused records in ``dead/``; True when that was the whole segment."""
+        indices = sorted(bad)
+        reason = bad[indices[0]]
+        spans = sum(records[i].rows for i in indices)
+        whole = len(indices) == len(records)
+        target = self.spool.quarantine(segment, reason, None if whole else indices)
+        log.error("store refused %d of %d requests (%d spans) in spool segment %s; kept in %s "
+                  "for 'canarytrace spool replay': %s", len(indices), len(records), spans,
+                  segment.path.name, target, reason)
+        self.metrics.segments_quarantined.inc()
+        self.metrics.spans_quarantined.inc(spans)
+        return whole

@@ -37,8 +37,8 @@ def build(prices_path: str | None = None) -> dict[str, Any]:
                         "version": "4.0.0"}],
         "uid": "canarytrace",
         "title": "canarytrace: canary LLM",
-        "description": "Eval-fail rate by cohort next to latency, tokens, cost, fallbacks, "
-                       "mirroring and feedback, for a base and a candidate model.",
+        "description": "Eval-fail rate per evaluator, base vs candidate, next to latency, "
+                       "tokens, cost, fallbacks, mirroring and feedback.",
         "tags": ["canarytrace", "llm", "opentelemetry"],
         "editable": True,
         "graphTooltip": 1,
@@ -111,6 +111,8 @@ def _field_defaults(panel: Panel) -> dict[str, Any]:
     if panel.kind == "timeseries":
         defaults["custom"] = {"drawStyle": "line", "lineWidth": 2, "fillOpacity": 8,
                               "showPoints": "never", "spanNulls": True}
+    if panel.axis and panel.kind != "table":
+        defaults.setdefault("custom", {})["axisLabel"] = panel.axis
     return defaults
 
 

@@ -40,6 +40,8 @@ class Panel:
     unit: str
     width: int
     sql: str
+    axis: str = ""
+    """The y-axis title, naming the unit: ``latency (ms)``."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,8 @@ def _panel(entry: Mapping[str, Any], prices: Prices) -> Panel:
                  description=" ".join(str(entry.get("description", "")).split()),
                  kind=entry["kind"], unit=entry.get("unit", "none"),
                  width=int(entry.get("width", 1)),
-                 sql=render_placeholders(entry["sql"], prices).strip())
+                 sql=render_placeholders(entry["sql"], prices).strip(),
+                 axis=str(entry.get("axis", "")))
 
 
 @lru_cache(maxsize=4)

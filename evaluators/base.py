@@ -83,6 +83,14 @@ class Evaluator(ABC):
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
+    needs_partners: ClassVar[bool] = False
+    """True when scoring a mirrored candidate span reads its base arm: the run then puts the
+    pair's other spans in ``trace_spans`` (``pairwise``)."""
+
+    def preferred_batch_size(self) -> int | None:
+        """Spans per ``evaluate_batch`` call that keep this evaluator's backend busy (a
+        judge's concurrency), or None for the run's default."""
+        return None
 
     def applies_to(self, span: SpanRecord) -> bool:
         """Whether this span carries what the evaluator needs (an expectation, an output)."""

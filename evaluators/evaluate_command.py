@@ -18,11 +18,19 @@ from datetime import UTC, datetime
 
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from canarytrace.cli import CommandError, CommandParser
 from canarytrace.evaluators.base import Evaluator
+from canarytrace.evaluators.otel_events import EventEmitter, emitting
 from canarytrace.evaluators.registry import EvaluatorLoadError, UnknownEvaluatorError
 from canarytrace.evaluators.sampling import SamplingRule
 from canarytrace.evaluators.sources import (
@@ -64,10 +72,15 @@ def _parser() -> argparse.ArgumentParser:
                                        "(env CANARYTRACE_STORE; default ./.canarytrace/db)")
     parser.add_argument("--api-key", help="API key for --collector (env CANARYTRACE_API_KEY)")
     parser.add_argument("--project", help="with --store: only this project (default: all)")
+    parser.add_argument("--emit-otel", metavar="ENDPOINT",
+                        help="also send each result as an OTel gen_ai.evaluation.result event "
+                             "to ENDPOINT/v1/logs (OTLP/HTTP; headers from "
+                             "OTEL_EXPORTER_OTLP_HEADERS)")
     parser.add_argument("--rescore", action="store_true",
                         help="score spans again even if this evaluator version scored them")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                        help=f"spans per evaluate_batch call (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"spans per evaluate_batch call (default {DEFAULT_BATCH_SIZE}, "
+                             "more for a judge: 8 x CANARYTRACE_JUDGE_CONCURRENCY calls)")
     return parser
 
 
@@ -147,16 +160,20 @@ def open_sources(args: argparse.Namespace) -> Iterator[list[Source]]:
 def run_all(sources: list[Source], runs: dict[str, EvaluationRun], window: Window,
             console: Console) -> dict[str, RunSummary]:
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               TextColumn("{task.completed} spans read, {task.fields[sampled]} sampled"),
-               TimeElapsedColumn())
+               TextColumn("{task.completed}/{task.total} spans read, {task.fields[sampled]} "
+                          "sampled, {task.fields[results]} results"),
+               TimeElapsedColumn(), TimeRemainingColumn())
     summaries = {}
     # Only on a terminal: piped stderr gets the one-line messages and nothing else.
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         for source in sources:
-            task = progress.add_task(f"project {source.project}", total=None, sampled=0)
+            task = progress.add_task(f"project {source.project}", total=None, sampled=0,
+                                     results=0)
             run = runs[source.project]
-            run.progress = lambda read, sampled, task=task: progress.update(
-                task, completed=read, sampled=sampled)
+            if console.is_terminal:  # counting the window costs a query; only for the bar
+                run.progress = lambda summary, task=task: progress.update(
+                    task, completed=summary.spans_read, total=summary.spans_total,
+                    sampled=summary.spans_sampled, results=summary.results)
             summaries[source.project] = run.run(window)
             progress.update(task, total=summaries[source.project].spans_read)
     return summaries
@@ -182,14 +199,16 @@ def summary_table(summaries: dict[str, RunSummary], names: list[str]) -> Table:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise CommandError("--batch-size must be at least 1")
     window = parse_window(args.since, args.until)
     rule = parse_rule(args.sample_rate, args.sample)
     err = Console(stderr=True)
     out = Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)
     evaluators, left_out = build_evaluators(args.evaluators)
-    with open_sources(args) as sources:
+    emitter = EventEmitter(args.emit_otel) if args.emit_otel else None
+    with open_sources(args) as opened:
+        sources = list(emitting(opened, emitter))
         runs = {s.project: EvaluationRun(s, evaluators, rule, rescore=args.rescore,
                                          batch_size=args.batch_size) for s in sources}
         try:
@@ -200,6 +219,9 @@ def main(argv: list[str]) -> int:
     totals = [sum(getattr(s, f) for s in summaries.values())
               for f in ("spans_read", "spans_sampled", "rows_written")]
     out.print(f"{totals[0]} spans read, {totals[1]} sampled, {totals[2]} results written")
+    if emitter is not None:
+        out.print(f"{emitter.sent} evaluation events sent to {emitter.url}")
+        emitter.close()
     for name, why in left_out.items():
         err.print(f"not run: {name} ({why})", style="dim", highlight=False, soft_wrap=True)
     errors = [e for s in summaries.values() for e in s.errors]

@@ -7,6 +7,7 @@ empty input, the verdict is the one its later fix gives (False).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -180,11 +181,15 @@ class TrigramOverlap(Instruction):
         non_empty_text(self, "reference_text")
         real_number(self, "percentage")
 
+    @functools.cached_property
+    def _reference_trigrams(self) -> set[tuple[str, str, str]]:
+        return text.char_trigrams(self.reference_text)
+
     def check(self, response: str) -> bool:
         trigrams = text.char_trigrams(response)
         if not trigrams:
             return False
-        overlap = len(trigrams.intersection(text.char_trigrams(self.reference_text)))
+        overlap = len(trigrams.intersection(self._reference_trigrams))
         share = overlap / len(trigrams)
         return self.percentage - 2 <= share * 100 <= self.percentage + 2
 

@@ -27,10 +27,14 @@ _NO_PUNCTUATION = str.maketrans("", "", PUNCTUATION)
 count_words = instruction_utils.count_words
 
 
-def word_tokens(text: str) -> list[str]:
-    """``nltk.word_tokenize(text)`` as NLTK 3.9 returns it."""
-    return [token for sentence in nltk_punkt.split_sentences(text)
-            for token in treebank.tokenize(sentence)]
+@functools.lru_cache(maxsize=1024)
+def word_tokens(text: str) -> tuple[str, ...]:
+    """``nltk.word_tokenize(text)`` as NLTK 3.9 returns it.
+
+    Cached: several checkers, and the strict and loose readings, tokenize the same text.
+    """
+    return tuple(token for sentence in nltk_punkt.split_sentences(text)
+                 for token in treebank.tokenize(sentence))
 
 # --- the reference's sentence splitter --------------------------------------------
 
@@ -63,7 +67,8 @@ def _protect_periods(text: str) -> str:
     return re.sub(" " + _ALPHABETS + "[.]", " \\1<prd>", text)
 
 
-def split_sentences(text: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def split_sentences(text: str) -> tuple[str, ...]:
     """The reference's sentences: stripped, split after . ? ! (quotes moved inside first)."""
     text = _protect_periods((" " + text + "  ").replace("\n", " "))
     text = text.replace(".\u201d", "\u201d.")
@@ -74,7 +79,7 @@ def split_sentences(text: str) -> list[str]:
     sentences = [part.strip() for part in text.replace("<prd>", ".").split("<stop>")]
     if sentences and not sentences[-1]:
         sentences = sentences[:-1]
-    return sentences
+    return tuple(sentences)
 
 
 # --- small string helpers, each the reference's own idiom ---------------------------

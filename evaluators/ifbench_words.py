@@ -182,7 +182,7 @@ class AlternatingSyllableParity(Instruction):
 
     def check(self, response: str) -> bool:
         words = text.remove_punctuation(response).lower().split()
-        parities = [syllapy.count(word) % 2 for word in words if word.strip()]
+        parities = (syllapy.count(word) % 2 for word in words if word.strip())
         return all(a != b for a, b in pairwise(parities))
 
     def describe(self) -> str:

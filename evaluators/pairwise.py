@@ -5,7 +5,9 @@ position bias; when the two verdicts disagree the result is a tie. The result is
 written on the candidate span, from the candidate's view: label ``win`` (score 1,
 passed True), ``tie`` (0.5, passed None) or ``loss`` (0, passed False); ``unparsed``
 or ``judge_error`` (no score) when a verdict is missing. The base answer is the span
-with the same ``canary.pair_id`` and variant ``base`` among the trace's spans.
+with the same ``canary.pair_id`` and variant ``base`` among the trace's spans (the
+evaluation run puts it there: ``needs_partners``). The two calls of a pair, and those of
+every pair in a batch, go to the judge at once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from canarytrace import attributes as A
 from canarytrace.evaluators.base import JUDGE_ERROR, EvalResult, Evaluator, SpanRecord
 from canarytrace.evaluators.judges import (
     JudgeBackend,
+    judge_batch_size,
     judge_from_env,
     parse_preference,
     replies_or_errors,
@@ -80,6 +83,7 @@ class PairwiseJudge(Evaluator):
 
     name = "pairwise"
     version = "1"
+    needs_partners = True
 
     def __init__(self, judge: JudgeBackend, *, max_tokens: int = 512) -> None:
         self.judge, self.max_tokens = judge, max_tokens
@@ -91,6 +95,9 @@ class PairwiseJudge(Evaluator):
             raise ValueError("pairwise needs a judge: set CANARYTRACE_JUDGE_URL and "
                              "CANARYTRACE_JUDGE_MODEL, or CANARYTRACE_JUDGE_MODEL_PATH")
         return cls(judge)
+
+    def preferred_batch_size(self) -> int | None:
+        return judge_batch_size(self.judge, calls_per_span=2)
 
     def applies_to(self, span: SpanRecord) -> bool:
         if _variant(span) != A.VARIANT_CANDIDATE:

@@ -202,10 +202,11 @@ def print_summary(counts: dict[str, tuple[int, int]], console: Console,
                  "prompt-level loose", "instruction-level loose"):
         followed, total = counts[name]
         table.add_row(name, f"{followed / total:.4f}" if total else "-", f"{followed}/{total}")
-    if skipped:
-        table.caption = (f"{sum(skipped.values())} instructions unchecked, not counted: "
-                         + ", ".join(f"{name} x{n}" for name, n in sorted(skipped.items())))
     console.print(table)
+    if skipped:
+        console.print(f"{sum(skipped.values())} instructions unchecked, not counted: "
+                      + ", ".join(f"{name} x{n}" for name, n in sorted(skipped.items())),
+                      soft_wrap=True, markup=False, highlight=False)
 
 
 def _write(results: list[Scored], out: TextIO) -> None:

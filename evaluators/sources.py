@@ -1,10 +1,12 @@
 """Where an evaluation run reads spans and writes results: a Store, or a running collector.
 
-Both backends speak the collector's span filter vocabulary (``llm_only``, ``operation``,
-``pair_id``, ``since``, ``until``, ...), so the worker asks for spans the same way from
-either. ``StoreSource`` opens ClickHouse directly (``--store``; needs the collector
-extra); ``CollectorSource`` goes through the collector's HTTP API (``--collector``), the
-only way in while ``canarytrace serve`` owns an embedded store.
+A run reads the window's LLM and agent spans in pages that follow the table's key, and for
+each page asks once for its context: the base arms of its mirrored candidates, the traces
+of its agent runs and which spans its evaluators already scored. ``StoreSource`` opens
+ClickHouse directly (``--store``; needs the collector extra); ``CollectorSource`` goes
+through the collector's bulk evaluation API (``--collector``), the only way in while
+``canarytrace serve`` owns an embedded store. Both read the same rows, in the same compact
+form: JSON arrays in ``SPAN_COLUMNS`` order.
 """
 
 from __future__ import annotations
@@ -14,28 +16,35 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+import orjson
 
 from canarytrace.evaluators.base import JUDGE_ERROR, SpanRecord
 
 if TYPE_CHECKING:
     from canarytrace.store.client import Store
 
-EVAL_PAGE_LIMIT = 10_000
-SERVER_FILLED = frozenset({"Project", "Timestamp", "SpanTimestamp"})
-"""eval_results columns the collector fills in itself (the API refuses Project)."""
+SPAN_COLUMNS = ("TimestampNs", "TraceId", "SpanId", "ParentSpanId", "SpanName", "ServiceName",
+                "SpanAttributes", "Duration", "StatusCode", "Project", "Model", "Variant",
+                "Role", "PairId", "Route", "Cohort")
+"""The compact span row (canarytrace.store.scan.COLUMNS, which a test keeps equal)."""
+RESULT_COLUMNS = ("SpanTimestamp", "TraceId", "SpanId", "ServiceName", "Evaluator",
+                  "EvaluatorVersion", "Score", "Passed", "Label", "Reason", "Details", "Model",
+                  "Variant", "Role", "PairId", "Route", "Cohort")
+"""The compact eval result row a run writes (the store stamps Project and Timestamp)."""
+WRITE_BYTES = 2 * 1024 * 1024
+"""Largest results body sent at once (the collector's default body limit is 8 MiB)."""
+NS_PER_S = 1_000_000_000
+_AT = {name: i for i, name in enumerate(SPAN_COLUMNS)}
+_KEY = tuple(_AT[name] for name in ("ServiceName", "SpanName", "TimestampNs", "SpanId"))
 
 
 class SourceError(RuntimeError):
     """The store or collector could not be read or written; the message says why."""
-
-
-class TraceNotFound(SourceError):
-    """The collector has no span of this trace."""
 
 
 @dataclass(frozen=True)
@@ -49,22 +58,55 @@ class Window:
         bounds = {"since": self.since, "until": self.until}
         return {name: value for name, value in bounds.items() if value is not None}
 
+    def bounds_ns(self) -> tuple[int, int | None]:
+        return _ns(self.since), None if self.until is None else _ns(self.until)
+
+
+@dataclass
+class SpanPage:
+    """One page of a window's spans; ``total`` (about how many spans the window holds) is
+    set on the first page only."""
+
+    spans: list[SpanRecord]
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class ContextRequest:
+    """What one page needs looked up; ``since_ns``/``until_ns`` bound its spans' start times."""
+
+    since_ns: int
+    until_ns: int
+    pair_ids: tuple[str, ...] = ()
+    """Pairs whose base arm is wanted."""
+    trace_ids: tuple[str, ...] = ()
+    """Traces whose every span is wanted (agent runs)."""
+    span_ids: tuple[str, ...] = ()
+    evaluators: tuple[tuple[str, str], ...] = ()
+    """(name, version) pairs: which of ``span_ids`` each has already scored."""
+
+
+@dataclass
+class PageContext:
+    partners: dict[str, list[SpanRecord]] = field(default_factory=dict)
+    """Base arms by pair id."""
+    traces: dict[str, list[SpanRecord]] = field(default_factory=dict)
+    scored: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    """Span ids already scored, by (evaluator, version); provisional judge_errors left out."""
+
 
 class Source(Protocol):
     """Spans in, eval results out, for one project."""
 
     project: str
 
-    def span_pages(self, filters: Mapping[str, Any], page_size: int) -> Iterator[list[SpanRecord]]:
-        """Pages of the spans matching the collector's span ``filters``, by start time."""
+    def pages(self, window: Window, page_size: int, count: bool = False) -> Iterator[SpanPage]:
+        """The window's LLM and agent spans, ``page_size`` at a time (copies dropped);
+        ``count``: the first page says about how many there are."""
         ...
 
-    def trace(self, trace_id: str) -> list[SpanRecord]:
-        """Every span of one trace."""
-        ...
-
-    def scored_span_ids(self, evaluator: str, version: str, window: Window) -> set[str]:
-        """Ids of the spans in ``window`` this evaluator version has already scored."""
+    def context(self, request: ContextRequest) -> PageContext:
+        """One page's partners, traces and already-scored spans, in one round trip."""
         ...
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -74,17 +116,56 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def span_record(row: Mapping[str, Any]) -> SpanRecord:
-    """A span row, as the Store and the API return it, as evaluators see it."""
+def _ns(moment: datetime) -> int:
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1_000
+
+
+def span_record(row: Sequence[Any]) -> SpanRecord:
+    """A compact span row (SPAN_COLUMNS order) as evaluators see it."""
+    (timestamp_ns, trace_id, span_id, parent, name, service, attributes, duration, status,
+     project, model, variant, role, pair_id, route, cohort) = row
     return SpanRecord(
-        trace_id=row["TraceId"], span_id=row["SpanId"],
-        attributes=row.get("SpanAttributes") or {},
-        parent_span_id=row.get("ParentSpanId", ""), name=row.get("SpanName", ""),
-        timestamp_ns=int(row.get("TimestampNs") or 0), duration_ns=int(row.get("Duration") or 0),
-        service_name=row.get("ServiceName", ""), status_code=row.get("StatusCode", ""),
-        project=row.get("Project", ""), model=row.get("Model", ""),
-        variant=row.get("Variant", ""), role=row.get("Role", ""), pair_id=row.get("PairId", ""),
-        route=row.get("Route", ""), cohort=row.get("Cohort", ""))
+        trace_id=trace_id, span_id=span_id, attributes=attributes or {}, parent_span_id=parent,
+        name=name, timestamp_ns=int(timestamp_ns), duration_ns=int(duration),
+        service_name=service, status_code=status, project=project, model=model,
+        variant=variant, role=role, pair_id=pair_id, route=route, cohort=cohort)
+
+
+def unique_records(rows: Sequence[Sequence[Any]]) -> list[SpanRecord]:
+    """Rows in key order as records, each span once (copies of a retried insert are
+    adjacent: same service, name, second and span id)."""
+    service, name, timestamp, span_id = _KEY
+    records, last = [], None
+    for row in rows:
+        key = (row[service], row[name], row[timestamp] // NS_PER_S, row[span_id])
+        if key != last:
+            records.append(span_record(row))
+            last = key
+    return records
+
+
+def _by(rows: Sequence[Sequence[Any]], column: str) -> dict[str, list[SpanRecord]]:
+    """Records grouped by one column, each span id once."""
+    groups: dict[str, dict[str, SpanRecord]] = {}
+    for row in rows:
+        groups.setdefault(row[_AT[column]], {})[row[_AT["SpanId"]]] = span_record(row)
+    return {key: list(spans.values()) for key, spans in groups.items()}
+
+
+def page_context(partners: Sequence[Sequence[Any]], traces: Sequence[Sequence[Any]],
+                 scored: Sequence[Sequence[str]]) -> PageContext:
+    """A PageContext from compact rows and (evaluator, version, span id) triples."""
+    done: dict[tuple[str, str], set[str]] = {}
+    for evaluator, version, span_id in scored:
+        done.setdefault((evaluator, version), set()).add(span_id)
+    return PageContext(_by(partners, "PairId"), _by(traces, "TraceId"), done)
+
+
+def result_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """eval_results rows as compact arrays in RESULT_COLUMNS order."""
+    return [[row.get(column) for column in RESULT_COLUMNS] for row in rows]
 
 
 # --- direct: a Store this process owns ------------------------------------------------------
@@ -94,7 +175,10 @@ class StoreSource:
     ``evaluate --store``)."""
 
     def __init__(self, store: Store, project: str) -> None:
+        from canarytrace.store.scan import SpanScan
+
         self.store, self.project = store, project
+        self.scan = SpanScan(store, project)
 
     @staticmethod
     def projects(store: Store) -> list[str]:
@@ -103,30 +187,25 @@ class StoreSource:
                            "ORDER BY Project")
         return [row["Project"] for row in rows]
 
-    def span_pages(self, filters: Mapping[str, Any], page_size: int) -> Iterator[list[SpanRecord]]:
-        from canarytrace.store.queries import PageRequest, SpanFilter
-
-        span_filter, cursor = SpanFilter(**filters), None
+    def pages(self, window: Window, page_size: int, count: bool = False) -> Iterator[SpanPage]:
+        since_ns, until_ns = window.bounds_ns()
+        total, cursor = self.scan.count(since_ns, until_ns) if count else None, None
         while True:
-            page = self.store.query_spans(self.project, span_filter,
-                                          PageRequest(limit=page_size, cursor=cursor))
-            yield [span_record(row) for row in page.rows]
+            page = self.scan.page(since_ns, until_ns, cursor, page_size)
+            yield SpanPage(unique_records([orjson.loads(line) for line in page.lines]), total)
             if page.next_cursor is None:
                 return
-            cursor = page.next_cursor
+            cursor, total = page.next_cursor, None
 
-    def trace(self, trace_id: str) -> list[SpanRecord]:
-        return [span_record(row) for row in self.store.get_trace(self.project, trace_id)]
+    def context(self, request: ContextRequest) -> PageContext:
+        from canarytrace.store.scan import page_context as read_context
 
-    def scored_span_ids(self, evaluator: str, version: str, window: Window) -> set[str]:
-        from canarytrace.store.queries import EvalFilter, eval_conditions
-
-        conditions = eval_conditions(self.project, EvalFilter(
-            evaluator=evaluator, evaluator_version=version, **window.filters()))
-        conditions.add("Label != {provisional:String}", provisional=JUDGE_ERROR)
-        rows = self.store.query(f"SELECT DISTINCT SpanId FROM {self.store.table('eval_results')} "
-                                f"WHERE {conditions.sql()}", conditions.parameters)
-        return {row["SpanId"] for row in rows}
+        rows = read_context(self.scan, request.since_ns, request.until_ns,
+                            pair_ids=request.pair_ids, trace_ids=request.trace_ids,
+                            span_ids=request.span_ids, evaluators=request.evaluators,
+                            provisional=JUDGE_ERROR)
+        return page_context([orjson.loads(line) for line in rows.partners],
+                            [orjson.loads(line) for line in rows.traces], rows.scored)
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if rows:
@@ -194,20 +273,12 @@ def _first_line(exc: BaseException) -> str:
 
 # --- through a running collector's HTTP API ------------------------------------------------
 
-def _query_value(value: Any) -> str:
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 class CollectorSource:
-    """Reads spans and writes eval results through a collector's API; the API key (if any)
-    picks the project."""
+    """Reads spans and writes eval results through a collector's bulk evaluation API
+    (``/api/evaluation/...``); the API key (if any) picks the project."""
 
     def __init__(self, base_url: str, api_key: str | None = None, *,
-                 timeout_s: float = 60.0, project: str = "") -> None:
+                 timeout_s: float = 120.0, project: str = "") -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
         self.project = project or "(the API key's project)"
@@ -218,51 +289,62 @@ class CollectorSource:
             response = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise SourceError(f"cannot reach the collector at {self.base_url}: {exc}") from exc
-        if response.status_code == 404 and path.startswith("/api/traces/"):
-            raise TraceNotFound(path)
         if response.status_code >= 400:
             raise SourceError(f"{method} {path} answered {response.status_code}: "
                               f"{_error_text(response)}")
         try:
-            return response.json()
-        except ValueError as exc:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
             raise SourceError(f"{method} {path} did not answer JSON: is {self.base_url} a "
                               "canarytrace collector?") from exc
 
-    def _pages(self, path: str, key: str,
-               params: dict[str, str]) -> Iterator[list[dict[str, Any]]]:
+    def _checked_columns(self, body: Mapping[str, Any]) -> None:
+        if tuple(body.get("columns") or ()) != SPAN_COLUMNS:
+            raise SourceError(f"the collector at {self.base_url} sends span columns "
+                              f"{body.get('columns')!r}; this canarytrace reads "
+                              f"{list(SPAN_COLUMNS)} (upgrade one of them)")
+
+    def pages(self, window: Window, page_size: int, count: bool = False) -> Iterator[SpanPage]:
+        since_ns, until_ns = window.bounds_ns()
+        params: dict[str, str] = {"since_ns": str(since_ns), "limit": str(page_size),
+                                  "count": "true" if count else "false"}
+        if until_ns is not None:
+            params["until_ns"] = str(until_ns)
         while True:
-            body = self._request("GET", path, params=params)
-            yield body[key]
+            body = self._request("GET", "/api/evaluation/spans", params=params)
+            self._checked_columns(body)
+            yield SpanPage(unique_records(body["spans"]), body.get("total"))
             if not body.get("next_cursor"):
                 return
-            params = {**params, "cursor": body["next_cursor"]}
+            params = {**params, "cursor": body["next_cursor"], "count": "false"}
 
-    def span_pages(self, filters: Mapping[str, Any], page_size: int) -> Iterator[list[SpanRecord]]:
-        params = {name: _query_value(value) for name, value in filters.items()}
-        for rows in self._pages("/api/spans", "spans", {**params, "limit": str(page_size)}):
-            yield [span_record(row) for row in rows]
-
-    def trace(self, trace_id: str) -> list[SpanRecord]:
-        try:
-            body = self._request("GET", f"/api/traces/{trace_id}")
-        except TraceNotFound:
-            return []
-        return [span_record(row) for row in body["spans"]]
-
-    def scored_span_ids(self, evaluator: str, version: str, window: Window) -> set[str]:
-        params = {"evaluator": evaluator, "evaluator_version": version,
-                  "limit": str(EVAL_PAGE_LIMIT),
-                  **{name: _query_value(value) for name, value in window.filters().items()}}
-        return {row["SpanId"] for rows in self._pages("/api/eval_results", "eval_results", params)
-                for row in rows if row.get("Label") != JUDGE_ERROR}
+    def context(self, request: ContextRequest) -> PageContext:
+        payload = {"since_ns": request.since_ns, "until_ns": request.until_ns,
+                   "pair_ids": request.pair_ids, "trace_ids": request.trace_ids,
+                   "span_ids": request.span_ids, "evaluators": request.evaluators}
+        body = self._request("POST", "/api/evaluation/context", content=orjson.dumps(payload),
+                             headers={"Content-Type": "application/json"})
+        self._checked_columns(body)
+        return page_context(body["partners"], body["traces"], body["scored"])
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """POST the rows; the collector stamps the project (from the key) and the scoring
-        time, and copies the span's exact start time."""
-        payload = [{k: v for k, v in row.items() if k not in SERVER_FILLED} for row in rows]
-        if payload:
-            self._request("POST", "/api/eval_results", json=payload)
+        """POST the rows in compact batches of at most WRITE_BYTES; the collector stamps
+        the project (from the key) and the scoring time."""
+        head = b'{"columns":' + orjson.dumps(RESULT_COLUMNS) + b',"rows":['
+        batch: list[bytes] = []
+        size = 0
+        for encoded in (orjson.dumps(row) for row in result_rows(rows)):
+            if batch and size + len(encoded) > WRITE_BYTES:
+                self._post_results(head, batch)
+                batch, size = [], 0
+            batch.append(encoded)
+            size += len(encoded) + 1
+        if batch:
+            self._post_results(head, batch)
+
+    def _post_results(self, head: bytes, rows: list[bytes]) -> None:
+        self._request("POST", "/api/evaluation/results", content=head + b",".join(rows) + b"]}",
+                      headers={"Content-Type": "application/json"})
 
     def close(self) -> None:
         self.client.close()

@@ -24,6 +24,7 @@ from canarytrace.evaluators.judges import (
     FAIL,
     PASS,
     JudgeBackend,
+    judge_batch_size,
     judge_from_env,
     parse_pass_fail,
     replies_or_errors,
@@ -163,6 +164,9 @@ class TaskCompletion(Evaluator):
     def threshold(self) -> float:
         return self._threshold if self._threshold is not None else \
             DEFAULT_THRESHOLDS.get(self.similarity.method, 0.5)
+
+    def preferred_batch_size(self) -> int | None:
+        return judge_batch_size(self.judge)
 
     def _answer_mode(self, span: SpanRecord) -> str | None:
         has_reference = bool(span.attributes.get(A.CANARY_EXPECT_REFERENCE))

@@ -1,11 +1,14 @@
 """An evaluation run: sampled spans of a time window in, ``eval_results`` rows out.
 
-The run reads LLM spans and agent runs page by page, keeps the ones the sampling rule
-selects, gives agent runs their trace (for trajectory checks) and candidate spans their
-mirrored partners (for ``pairwise``, whose result lands on the candidate span), then lets
-each evaluator score the spans it ``applies_to`` in batches. Spans an evaluator version
-has already scored are skipped unless ``rescore``; rewriting a score replaces the old row
-(``eval_results`` is a ReplacingMergeTree), so re-running never duplicates.
+The run reads LLM spans and agent runs page by page (pages follow the table's key), keeps
+the ones the sampling rule selects, and asks once per page for their context: which
+spans each evaluator version has already scored (skipped unless ``rescore``), the traces
+of agent runs (for trajectory checks) and, when an evaluator ``needs_partners``, the base
+arms of mirrored candidate spans (``pairwise``, whose result lands on the candidate
+span). Each evaluator then scores the spans it ``applies_to`` in batches; a judge-backed
+one asks for batches big enough to keep its judge's concurrency busy. Rewriting a score
+replaces the old row (``eval_results`` is a ReplacingMergeTree), so re-running never
+duplicates. Memory holds one page and its context.
 """
 
 from __future__ import annotations
@@ -15,31 +18,22 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from canarytrace import attributes as A
 from canarytrace.evaluators.base import EvalResult, Evaluator, SpanRecord
 from canarytrace.evaluators.registry import EvaluatorRegistry, default_registry
 from canarytrace.evaluators.sampling import SamplingRule
-from canarytrace.evaluators.sources import Source, Window
+from canarytrace.evaluators.sources import ContextRequest, PageContext, Source, Window
 from canarytrace.evaluators.traces import is_agent
 
 logger = logging.getLogger("canarytrace.evaluators")
 
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_PAGE_SIZE = 2000
-SPAN_KINDS: tuple[dict[str, Any], ...] = (
-    {"llm_only": True},
-    {"operation": A.OPERATION_INVOKE_AGENT},
-)
-"""The spans a run reads (collector span filters): LLM calls, then agent runs."""
 
-PAIR_LOOKAROUND_NS = 3600 * 1_000_000_000
-"""How far from a candidate span its base arm is looked for when not on the same page."""
-
-Progress = Callable[[int, int], None]
-"""Called after each page with (spans read, spans sampled) so far."""
+Progress = Callable[["RunSummary"], None]
+"""Called with the run's summary so far after each page and each scored batch."""
 
 
 @dataclass
@@ -75,6 +69,8 @@ class RunSummary:
     spans_read: int = 0
     spans_sampled: int = 0
     rows_written: int = 0
+    spans_total: int | None = None
+    """About how many spans the window holds, when the run was asked to count them."""
     complete: bool = True
     """False when the run was stopped before it read the whole window."""
     tallies: dict[str, Tally] = field(default_factory=dict)
@@ -84,6 +80,11 @@ class RunSummary:
     def note_error(self, message: str, limit: int = 20) -> None:
         if len(self.errors) < limit:
             self.errors.append(message)
+
+    @property
+    def results(self) -> int:
+        """Results produced so far (written, or about to be with their page)."""
+        return sum(tally.scored for tally in self.tallies.values())
 
 
 def create_evaluators(names: Sequence[str] | None = None,
@@ -123,102 +124,105 @@ class EvaluationRun:
 
     def __init__(self, source: Source, evaluators: Sequence[Evaluator],
                  rule: SamplingRule | None = None, *, rescore: bool = False,
-                 batch_size: int = DEFAULT_BATCH_SIZE, page_size: int = DEFAULT_PAGE_SIZE,
+                 batch_size: int | None = None, page_size: int = DEFAULT_PAGE_SIZE,
                  progress: Progress | None = None,
                  should_stop: Callable[[], bool] | None = None) -> None:
+        """``batch_size`` None: DEFAULT_BATCH_SIZE, or more where an evaluator prefers it."""
         self.source, self.evaluators = source, list(evaluators)
         self.should_stop = should_stop or (lambda: False)
         self.rule = rule or SamplingRule()
         self.rescore, self.batch_size, self.page_size = rescore, batch_size, page_size
         self.progress = progress
+        self.needs_partners = any(e.needs_partners for e in self.evaluators)
 
     def run(self, window: Window) -> RunSummary:
         """Evaluate every sampled span in ``window`` and write the results."""
         summary = RunSummary(tallies={e.name: Tally() for e in self.evaluators})
-        done = self._already_scored(window)
-        for page in self._pages(window):
+        for page in self.source.pages(window, self.page_size, count=self.progress is not None):
             if self.should_stop() or not summary.complete:
                 summary.complete = False
                 break
-            summary.spans_read += len(page)
-            sampled = [span for span in page if self.rule.selects(span)]
+            if page.total is not None:
+                summary.spans_total = page.total
+            summary.spans_read += len(page.spans)
+            sampled = [span for span in page.spans if self.rule.selects(span)]
             summary.spans_sampled += len(sampled)
-            rows = self._evaluate_page(self._with_context(sampled), done, summary)
-            self.source.write(rows)  # what was scored before a stop is kept
-            summary.rows_written += len(rows)
-            if self.progress is not None:
-                self.progress(summary.spans_read, summary.spans_sampled)
+            if sampled:
+                context = self.source.context(self._request(sampled))
+                rows = self._evaluate_page(self._with_context(sampled, context),
+                                           context.scored, summary)
+                self.source.write(rows)  # what was scored before a stop is kept
+                summary.rows_written += len(rows)
+            self._report(summary)
         return summary
 
-    def _already_scored(self, window: Window) -> dict[str, set[str]]:
-        if self.rescore:
-            return {e.name: set() for e in self.evaluators}
-        return {e.name: self.source.scored_span_ids(e.name, str(e.version), window)
-                for e in self.evaluators}
+    def _report(self, summary: RunSummary) -> None:
+        if self.progress is not None:
+            self.progress(summary)
 
-    def _pages(self, window: Window) -> Iterator[list[SpanRecord]]:
-        for kind in SPAN_KINDS:
-            for page in self.source.span_pages({**kind, **window.filters()}, self.page_size):
-                if page:
-                    yield page
+    def batch_size_for(self, evaluator: Evaluator) -> int:
+        """Spans per evaluate_batch call: the run's, else the default or the evaluator's
+        preference (a judge's concurrency), whichever is bigger."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return max(DEFAULT_BATCH_SIZE, evaluator.preferred_batch_size() or 0)
 
-    # --- context: trace spans for agent runs, partners for mirrored pairs ----------------
-    def _with_context(self, spans: list[SpanRecord]) -> list[SpanRecord]:
+    # --- context: what was scored, trace spans for agent runs, partners for pairs --------
+    def _request(self, spans: list[SpanRecord]) -> ContextRequest:
+        times = [span.timestamp_ns for span in spans]
+        pair_ids: tuple[str, ...] = ()
+        if self.needs_partners:
+            on_page = {s.pair_id for s in spans if s.variant == A.VARIANT_BASE and s.pair_id}
+            pair_ids = tuple(sorted({s.pair_id for s in spans if s.pair_id
+                                     and s.variant == A.VARIANT_CANDIDATE} - on_page))
+        scored = () if self.rescore else tuple((e.name, str(e.version))
+                                               for e in self.evaluators)
+        return ContextRequest(
+            since_ns=min(times), until_ns=max(times) + 1, pair_ids=pair_ids,
+            trace_ids=tuple(sorted({s.trace_id for s in spans if is_agent(s)})),
+            span_ids=tuple(s.span_id for s in spans) if scored else (), evaluators=scored)
+
+    def _with_context(self, spans: list[SpanRecord], context: PageContext) -> list[SpanRecord]:
         by_pair: dict[str, list[SpanRecord]] = {}
         for span in spans:
             if span.pair_id:
                 by_pair.setdefault(span.pair_id, []).append(span)
-        traces: dict[str, list[SpanRecord]] = {}
-        return [self._attach(span, by_pair, traces) for span in spans]
+        return [self._attach(span, by_pair, context) for span in spans]
 
     def _attach(self, span: SpanRecord, by_pair: dict[str, list[SpanRecord]],
-                traces: dict[str, list[SpanRecord]]) -> SpanRecord:
+                context: PageContext) -> SpanRecord:
         related: list[SpanRecord] = []
         if is_agent(span):
-            if span.trace_id not in traces:
-                traces[span.trace_id] = self.source.trace(span.trace_id)
-            related += traces[span.trace_id]
-        if span.pair_id and span.variant == A.VARIANT_CANDIDATE:
-            related += self._partners(span, by_pair)
+            related += context.traces.get(span.trace_id, [])
+        if self.needs_partners and span.pair_id and span.variant == A.VARIANT_CANDIDATE:
+            related += by_pair.get(span.pair_id, []) + context.partners.get(span.pair_id, [])
         if not related:
             return span
         unique = {s.span_id: s for s in related if s.span_id != span.span_id}
         return replace(span, trace_spans=tuple(unique.values()))
 
-    def _partners(self, span: SpanRecord, by_pair: dict[str, list[SpanRecord]]) -> list[SpanRecord]:
-        """The other arm(s) of the span's pair: from this page, else read by pair id."""
-        arms = by_pair.get(span.pair_id, [])
-        if not any(s.variant == A.VARIANT_BASE for s in arms):
-            around = {"since": _moment(span.timestamp_ns - PAIR_LOOKAROUND_NS),
-                      "until": _moment(span.timestamp_ns + PAIR_LOOKAROUND_NS)}
-            pages = self.source.span_pages({"pair_id": span.pair_id, "llm_only": True,
-                                            **around}, self.page_size)
-            arms = [s for page in pages for s in page]
-            by_pair[span.pair_id] = arms
-        return arms
-
     # --- scoring ------------------------------------------------------------------------
-    def _evaluate_page(self, spans: list[SpanRecord], done: dict[str, set[str]],
+    def _evaluate_page(self, spans: list[SpanRecord], scored: dict[tuple[str, str], set[str]],
                        summary: RunSummary) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         for evaluator in self.evaluators:
-            tally, seen = summary.tallies[evaluator.name], done[evaluator.name]
+            tally = summary.tallies[evaluator.name]
+            seen = scored.get((evaluator.name, str(evaluator.version)), set())
             todo = []
             for span in spans:
                 if span.span_id in seen:
                     tally.skipped += 1
                 elif self._applies(evaluator, span, summary):
                     todo.append(span)
-            for batch in _chunks(todo, self.batch_size):
+            for batch in _chunks(todo, self.batch_size_for(evaluator)):
                 if self.should_stop():
                     summary.complete = False
                     return rows
                 for span, result in self._score(evaluator, batch, summary):
                     tally.add(result)
-                    seen.add(span.span_id)
                     rows.append(result_row(span, evaluator, result, time.time_ns()))
+                self._report(summary)
         return rows
-
     def _applies(self, evaluator: Evaluator, span: SpanRecord, summary: RunSummary) -> bool:
         try:
             return bool(evaluator.applies_to(span))
@@ -255,10 +259,6 @@ def _scored_batch(evaluator: Evaluator,
         raise RuntimeError(f"evaluate_batch returned {len(results)} results for "
                            f"{len(batch)} spans")
     return list(zip(batch, results, strict=True))
-
-
-def _moment(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
 def _chunks(items: list[SpanRecord], size: int) -> Iterator[list[SpanRecord]]:

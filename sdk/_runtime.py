@@ -3,7 +3,10 @@
 Without ``init()`` the SDK follows the global OpenTelemetry providers, so an application's own
 OpenTelemetry setup receives canarytrace's spans. ``init()`` either adopts a TracerProvider or
 builds one that exports OTLP/HTTP to the canarytrace collector (plus a MeterProvider for
-``/v1/metrics``). It never replaces the global providers.
+``/v1/metrics`` and a LoggerProvider for ``/v1/logs``). When the application set no global
+provider, ``init()`` makes canarytrace's the global ones (``global_providers``), so that
+other instrumentations export to canarytrace too; when it set an SDK TracerProvider, ``init()``
+adds canarytrace's processors to it. ``set_global=False`` leaves the globals alone.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from opentelemetry.sdk.trace.sampling import ParentBased
 from canarytrace import attributes as A
 from canarytrace import context
 from canarytrace._safety import log_once
+from canarytrace.global_providers import Detachable, installed
 from canarytrace.sampling import PairRatioSampler
+from canarytrace.stamping import stamp_spans_of
 
 _INSTRUMENTATION = "canarytrace"
 DEFAULT_ENDPOINT = "http://localhost:4318"
@@ -138,7 +143,7 @@ class Settings:
 def _base_url(endpoint: str) -> str:
     """``http://host:4318`` from any of ``http://host:4318/``, ``.../v1/traces``."""
     endpoint = endpoint.rstrip("/")
-    for suffix in ("/v1/traces", "/v1/metrics"):
+    for suffix in ("/v1/traces", "/v1/metrics", "/v1/logs"):
         if endpoint.endswith(suffix):
             endpoint = endpoint[: -len(suffix)]
     return endpoint
@@ -151,7 +156,10 @@ class _State:
         self.settings = Settings()
         self.tracer_provider: TracerProvider | None = None  # None: the global provider
         self.meter_provider: Any = None  # a MeterProvider, or None: the global one
+        self.logger_provider: Any = None  # a LoggerProvider while canarytrace's is global
         self.owns_providers = False
+        self.owned: list[Any] = []  # providers init() built (shut down on release)
+        self.lent: list[Detachable] = []  # processors init() added to the app's provider
         self.tracer: trace.Tracer = trace.get_tracer(_INSTRUMENTATION, _version())
         self.meter: metrics.Meter | None = None
 
@@ -169,7 +177,8 @@ _apply_env_labels()
 def init(service_name: str | None = None, endpoint: str | None = None,
          api_key: str | None = None, sample_rate: float | None = None,
          capture_content: bool | None = None, redact: Redactor | None = None,
-         tracer_provider: trace.TracerProvider | None = None) -> trace.TracerProvider:
+         tracer_provider: trace.TracerProvider | None = None,
+         set_global: bool = True) -> trace.TracerProvider:
     """Configure the SDK and return the TracerProvider its spans go to.
 
     With ``tracer_provider`` the SDK adopts it (your processors and exporters, your sampler).
@@ -179,27 +188,73 @@ def init(service_name: str | None = None, endpoint: str | None = None,
     to ``endpoint``/v1/traces with ``api_key`` as a Bearer token. ``capture_content=False``
     records no message or tool content; ``redact`` is applied to every captured text before it
     is put on a span. ``CANARYTRACE_VARIANT`` and ``CANARYTRACE_ROLE`` label every LLM span.
+
+    ``set_global`` (default True): with no global OpenTelemetry providers set, canarytrace's
+    become the global ones, so instrumentations that use the globals (all of them, by
+    default) export here too; with a global SDK TracerProvider already set (Phoenix's
+    ``register()``, Traceloop's ``init()``), canarytrace's span processors are added to it and
+    its resource and sampler apply. Spans of every instrumentation started inside a
+    canarytrace scope (``expect``, ``Canary``, ``request``) get the scope's attributes.
     """
     settings = Settings.resolve(service_name, endpoint, api_key, sample_rate,
                                 capture_content, redact)
     _release_owned_providers()
     state.settings = settings
     context.set_process_attributes(settings.labels())
-    if tracer_provider is not None:
+    if tracer_provider is not None and not installed.owns(tracer_provider):
         state.tracer_provider, state.meter_provider = tracer_provider, None
         state.owns_providers = False
+        stamp_spans_of(tracer_provider)
     else:
-        state.tracer_provider = _build_tracer_provider(settings)
-        state.meter_provider = _build_meter_provider(settings)
-        state.owns_providers = True
+        _set_up_providers(settings, set_global)
+    if set_global:
+        _follow_from_globals(settings, own=tracer_provider is None)
     state.tracer = state.tracer_provider.get_tracer(_INSTRUMENTATION, _version())
     state.meter = None
     return state.tracer_provider
 
 
-def _build_tracer_provider(settings: Settings) -> TracerProvider:
+def _set_up_providers(settings: Settings, set_global: bool) -> None:
+    """Build the tracer and meter providers, or lend our span export to the app's global
+    SDK TracerProvider."""
+    foreign = installed.foreign_tracer_provider() if set_global else None
+    if foreign is not None:
+        from canarytrace.processor import export_processor
+
+        stamp_spans_of(foreign)
+        lent = Detachable(export_processor(_span_exporter(settings)))
+        foreign.add_span_processor(lent)
+        state.tracer_provider, state.lent = foreign, [lent]
+    else:
+        state.tracer_provider = _build_tracer_provider(settings)
+        state.owned.append(state.tracer_provider)
+    state.meter_provider = _build_meter_provider(settings)
+    state.owned.append(state.meter_provider)
+    state.owns_providers = True
+
+
+def _follow_from_globals(settings: Settings, own: bool) -> None:
+    """Install canarytrace's global providers where none is set, following this init()."""
+    try:
+        if installed.install_tracer(lambda: state.tracer_provider) and installed.tracer:
+            installed.tracer.lend_processors(state.tracer_provider)
+        if installed.install_meter() and installed.meter:
+            installed.meter.follow(state.meter_provider)
+        if own and installed.install_logger(lambda: state.logger_provider):
+            state.logger_provider = _build_logger_provider(settings)
+            state.owned.append(state.logger_provider)
+    except Exception as exc:  # noqa: BLE001 - telemetry never breaks the application
+        log_once("could not install the global OpenTelemetry providers", exc)
+
+
+def _span_exporter(settings: Settings) -> Any:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+    return OTLPSpanExporter(endpoint=f"{settings.endpoint}/v1/traces",
+                            headers=settings.headers())
+
+
+def _build_tracer_provider(settings: Settings) -> TracerProvider:
     from canarytrace.processor import export_processor
 
     provider = TracerProvider(
@@ -207,9 +262,22 @@ def _build_tracer_provider(settings: Settings) -> TracerProvider:
         sampler=ParentBased(PairRatioSampler(settings.sample_rate)),
         shutdown_on_exit=False,  # our atexit hook bounds the wait
     )
-    exporter = OTLPSpanExporter(endpoint=f"{settings.endpoint}/v1/traces",
-                                headers=settings.headers())
-    provider.add_span_processor(export_processor(exporter))
+    stamp_spans_of(provider)
+    provider.add_span_processor(export_processor(_span_exporter(settings)))
+    return provider
+
+
+def _build_logger_provider(settings: Settings) -> Any:
+    """A LoggerProvider exporting OTLP/HTTP to ``endpoint``/v1/logs (GenAI content and
+    evaluation events of other instrumentations)."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    provider = LoggerProvider(resource=_resource(settings), shutdown_on_exit=False)
+    exporter = OTLPLogExporter(endpoint=f"{settings.endpoint}/v1/logs",
+                               headers=settings.headers())
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
     return provider
 
 
@@ -258,9 +326,11 @@ def _release_owned_providers(timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
     """Shut down the providers a previous ``init()`` built (adopted ones belong to the caller)."""
     if not state.owns_providers:
         return
-    providers = [p for p in (state.tracer_provider, state.meter_provider) if p is not None]
+    providers = [p for p in state.owned if p is not None]
+    lent = list(state.lent)
     state.owns_providers = False
-    _within(timeout_s, lambda: [p.shutdown() for p in providers], "shutdown")
+    state.owned, state.lent = [], []
+    _within(timeout_s, lambda: [p.shutdown() for p in [*lent, *providers]], "shutdown")
 
 
 atexit.register(_release_owned_providers)
@@ -272,7 +342,9 @@ def shutdown(timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
     _release_owned_providers(timeout_s)
     state.settings = Settings()
     _apply_env_labels()
-    state.tracer_provider = state.meter_provider = None
+    state.tracer_provider = state.meter_provider = state.logger_provider = None
+    if installed.meter is not None:
+        installed.meter.follow(None)
     state.tracer = trace.get_tracer(_INSTRUMENTATION, _version())
     state.meter = None
 
@@ -280,10 +352,12 @@ def shutdown(timeout_s: float = SHUTDOWN_TIMEOUT_S) -> None:
 def force_flush(timeout_millis: int = 30_000) -> bool:
     """Export every finished span now, waiting at most ``timeout_millis``; True on success."""
     provider = state.tracer_provider or trace.get_tracer_provider()
-    flush = getattr(provider, "force_flush", None)
-    if flush is None:
+    flushes = [f for f in (getattr(provider, "force_flush", None),
+                           getattr(state.logger_provider, "force_flush", None)) if f is not None]
+    if not flushes:
         return True
-    return _within(timeout_millis / 1000, lambda: flush(timeout_millis), "force_flush")
+    return _within(timeout_millis / 1000, lambda: all([f(timeout_millis) for f in flushes]),
+                   "force_flush")
 
 
 def get_tracer() -> trace.Tracer:

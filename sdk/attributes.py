@@ -146,3 +146,49 @@ LLM_RESPONSE_MODEL = "llm.response.model"
 # --- ct.Canary: its per-request span and metric attributes ------------------------------
 CANARY_BASE_MODEL = "canary.base_model"
 CANARY_CANDIDATE_MODEL = "canary.candidate_model"
+
+# --- other instrumentations' spans, logs, metrics and evaluation events -----------------
+# Scope keys that describe one arm call's outcome: canarytrace's own arm span records them;
+# spans other instrumentations start inside the arm do not (they would count it twice).
+CALL_OUTCOME_KEYS = frozenset({CANARY_MIRROR, CANARY_FALLBACK, ERROR_TYPE,
+                               CANARY_BASE_MODEL, CANARY_CANDIDATE_MODEL})
+GEN_AI_TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+GEN_AI_SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
+TOKEN_TYPE_INPUT = "input"
+TOKEN_TYPE_OUTPUT = "output"
+# traceAI (FutureAGI) >= 0.1.10: GenAI-looking names with flattened messages
+TRACEAI_GEN_AI_SPAN_KIND = "gen_ai.span.kind"
+TRACEAI_REQUEST_PARAMETERS = "gen_ai.request.parameters"
+TRACEAI_INPUT_MESSAGES_PREFIX = "gen_ai.input.messages."
+TRACEAI_OUTPUT_MESSAGES_PREFIX = "gen_ai.output.messages."
+TRACEAI_TOOL_DEFINITIONS_PREFIX = "gen_ai.tool.definitions."
+# OpenInference: finish reason, tool definitions (llm.tools.<i>.tool.json_schema)
+OPENINFERENCE_FINISH_REASON = "llm.finish_reason"
+OPENINFERENCE_TOOLS_PREFIX = "llm.tools."
+OPENINFERENCE_TOOL_JSON_SCHEMA = "tool.json_schema"
+INVOCATION_PARAMETER_MODEL = "model"
+"""The key of the request model in OpenInference/traceAI invocation parameters (JSON)."""
+# OpenLLMetry legacy function definitions: llm.request.functions.<i>.{name,description,...}
+LLM_REQUEST_FUNCTIONS_PREFIX = "llm.request.functions."
+LEGACY_FUNCTION_NAME = "name"
+LEGACY_FUNCTION_DESCRIPTION = "description"
+LEGACY_FUNCTION_PARAMETERS = "parameters"
+# GenAI log events (OTLP logs)
+EVENT_NAME = "event.name"
+EVENT_INFERENCE_DETAILS = "gen_ai.client.inference.operation.details"
+EVENT_SYSTEM_MESSAGE = "gen_ai.system.message"
+EVENT_USER_MESSAGE = "gen_ai.user.message"
+EVENT_ASSISTANT_MESSAGE = "gen_ai.assistant.message"
+EVENT_TOOL_MESSAGE = "gen_ai.tool.message"
+EVENT_CHOICE = "gen_ai.choice"
+EVENT_EVALUATION_RESULT = "gen_ai.evaluation.result"
+GEN_AI_EVALUATION_NAME = "gen_ai.evaluation.name"
+GEN_AI_EVALUATION_SCORE_VALUE = "gen_ai.evaluation.score.value"
+GEN_AI_EVALUATION_SCORE_LABEL = "gen_ai.evaluation.score.label"
+GEN_AI_EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
+CANARY_EVALUATION_PASSED = "canary.evaluation.passed"
+CANARY_EVALUATOR_VERSION = "canary.evaluator.version"
+# GenAI client metrics
+METRIC_TOKEN_USAGE = "gen_ai.client.token.usage"
+METRIC_OPERATION_DURATION = "gen_ai.client.operation.duration"

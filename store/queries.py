@@ -121,6 +121,13 @@ class Conditions:
         if until is not None:
             self.add(f"{column} < fromUnixTimestamp64Nano({{until:Int64}})", until=to_ns(until))
 
+    def time_range_ns(self, column: str, since_ns: int | None, until_ns: int | None) -> None:
+        """``since_ns <= column < until_ns`` (nanoseconds since the epoch; None: open)."""
+        if since_ns is not None:
+            self.add(f"{column} >= fromUnixTimestamp64Nano({{since:Int64}})", since=since_ns)
+        if until_ns is not None:
+            self.add(f"{column} < fromUnixTimestamp64Nano({{until:Int64}})", until=until_ns)
+
     def sql(self) -> str:
         return " AND ".join(self.clauses) or "1"
 

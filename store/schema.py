@@ -247,6 +247,160 @@ ORDER BY (Project, RolloutId, Timestamp)
     return create_table(opts, "rollout_looks", body, "cityHash64(RolloutId)")
 
 
+def _project_column(attributes: str = "ResourceAttributes") -> str:
+    """The Project column of the OTel signal tables, from the stamped resource attribute."""
+    value = f"{attributes}[{quote(A.CANARY_PROJECT)}]"
+    return (f"Project LowCardinality(String) MATERIALIZED "
+            f"if({value} != '', {value}, {quote(DEFAULT_PROJECT)})")
+
+
+def logs_statements(opts: SchemaOptions) -> list[str]:
+    """``otel_logs`` with the ClickHouse exporter's columns and key, plus ``EventName`` (the
+    OTLP event name; from the ``event.name`` attribute when a writer leaves it out), the
+    materialized ``Project`` and a span-id index (GenAI events are joined to their spans)."""
+    body = f"""(
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TimestampTime DateTime DEFAULT toDateTime(Timestamp),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    TraceFlags UInt8,
+    SeverityText LowCardinality(String) CODEC(ZSTD(1)),
+    SeverityNumber UInt8,
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    Body String CODEC(ZSTD(1)),
+    ResourceSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    LogAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    EventName LowCardinality(String) DEFAULT LogAttributes[{quote(A.EVENT_NAME)}] CODEC(ZSTD(1)),
+    {_project_column()},
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_span_id SpanId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_event_name EventName TYPE set(100) GRANULARITY 4
+)
+ENGINE = {opts.engine("otel_logs", "MergeTree")}
+PARTITION BY toDate(TimestampTime)
+PRIMARY KEY (ServiceName, TimestampTime)
+ORDER BY (ServiceName, TimestampTime, Timestamp)
+{opts.ttl("TimestampTime")}{opts.settings("ttl_only_drop_parts = 1")}"""
+    return create_table(opts, "otel_logs", body, "cityHash64(TraceId)")
+
+
+_METRIC_HEAD = """    ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),"""
+_EXEMPLARS = """    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime64(9),
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),"""
+METRIC_TABLES: dict[str, str] = {
+    "otel_metrics_gauge": f"""
+    Value Float64 CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+{_EXEMPLARS}""",
+    "otel_metrics_sum": f"""
+    Value Float64 CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+{_EXEMPLARS}
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+    IsMonotonic Boolean CODEC(Delta, ZSTD(1)),""",
+    "otel_metrics_histogram": f"""
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    BucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),
+{_EXEMPLARS}
+    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),""",
+    "otel_metrics_exponential_histogram": f"""
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    Scale Int32 CODEC(ZSTD(1)),
+    ZeroCount UInt64 CODEC(ZSTD(1)),
+    PositiveOffset Int32 CODEC(ZSTD(1)),
+    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    NegativeOffset Int32 CODEC(ZSTD(1)),
+    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+{_EXEMPLARS}
+    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),""",
+    "otel_metrics_summary": """
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    ValueAtQuantiles Nested(
+        Quantile Float64,
+        Value Float64
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),""",
+}
+"""The ClickHouse exporter's metric tables: the columns after its common head."""
+
+
+def metrics_statements(opts: SchemaOptions) -> list[str]:
+    """The exporter's ``otel_metrics_{gauge,sum,histogram,exponential_histogram,summary}``,
+    plus the materialized ``Project``."""
+    statements = []
+    for table, columns in METRIC_TABLES.items():
+        body = f"""(
+{_METRIC_HEAD}{columns}
+    {_project_column()},
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1
+)
+ENGINE = {opts.engine(table, "MergeTree")}
+PARTITION BY toDate(TimeUnix)
+ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
+{opts.ttl("TimeUnix")}{opts.settings("ttl_only_drop_parts = 1")}"""
+        statements += create_table(opts, table, body, "cityHash64(ServiceName, MetricName)")
+    return statements
+
+
+def trace_id_ts_statements(opts: SchemaOptions) -> list[str]:
+    """``otel_traces_trace_id_ts`` and its materialized view (the exporter's trace-id lookup,
+    which Grafana's ClickHouse plugin uses to find a trace fast), backfilled from otel_traces."""
+    table, db = "otel_traces_trace_id_ts", opts.database
+    body = f"""(
+    TraceId String CODEC(ZSTD(1)),
+    Start DateTime CODEC(Delta, ZSTD(1)),
+    End DateTime CODEC(Delta, ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.01) GRANULARITY 1
+)
+ENGINE = {opts.engine(table, "MergeTree")}
+PARTITION BY toDate(Start)
+ORDER BY (TraceId, Start)
+{opts.ttl("Start")}{opts.settings("ttl_only_drop_parts = 1")}"""
+    select = ("SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End "
+              "FROM {source} WHERE TraceId != '' GROUP BY TraceId")
+    return [
+        *create_table(opts, table, body, "cityHash64(TraceId)"),
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv{opts.on_cluster()}\n"
+        f"TO {db}.{opts.local(table)}\nAS "
+        + select.format(source=f"{db}.{opts.local('otel_traces')}"),
+        f"INSERT INTO {db}.{table} " + select.format(source=f"{db}.otel_traces"),
+    ]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -261,6 +415,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "create verdicts", verdicts_statements),
     Migration(5, "create rollouts", rollouts_statements),
     Migration(6, "create rollout_looks", rollout_looks_statements),
+    Migration(7, "create otel_logs", logs_statements),
+    Migration(8, "create otel_metrics_* tables", metrics_statements),
+    Migration(9, "create otel_traces_trace_id_ts and its view", trace_id_ts_statements),
 )
 
 

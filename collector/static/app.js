@@ -1,13 +1,18 @@
-/* canarytrace built-in dashboard: panels, trace list, trace view and compare view.
- * Talks only to the collector's JSON API (/api/dashboard/*, /api/compare). */
+/* canarytrace built-in dashboard: the canary overview (verdict first), time-series panels,
+ * trace list and view, compare view, disagreements list and pair view.
+ * Talks only to the collector's JSON API (/api/dashboard/*, /api/compare, /api/rollouts,
+ * /api/disagreements, /api/pairs). */
 "use strict";
 
 const API = "api/dashboard";
 const KEY_STORAGE = "canarytrace.apiKey";
+const SLICES = "route,cohort";
 const PALETTE = ["#2e90fa", "#f5a524", "#12b76a", "#f04438", "#7a5af8", "#06aed4",
                  "#ee46bc", "#667085", "#84cc16", "#b54708"];
+const MAX_CANARIES = 3;
 
-const state = { config: null, charts: new Map(), models: [], traceId: null };
+const state = { config: null, charts: new Map(), models: [], traceId: null, evaluators: [],
+                filterValues: {}, reports: new Map(), pairFrom: null };
 
 /* --- small helpers ---------------------------------------------------------- */
 
@@ -38,7 +43,12 @@ async function api(path, params) {
   const response = await fetch(url, { headers });
   if (response.status === 401) { askForKey(); throw new Error("an API key is needed"); }
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.detail ? String(body.detail) : `HTTP ${response.status}`);
+  if (!response.ok) {
+    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
+    const error = new Error(detail ? String(detail) : `HTTP ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
   return body;
 }
 
@@ -76,13 +86,13 @@ function range() {
 function filterParams() {
   const form = document.getElementById("filters");
   const params = range();
-  for (const name of ["service", "route", "model"]) params[name] = form.elements[name].value;
+  for (const name of ["service", "route", "cohort", "model"]) params[name] = form.elements[name].value;
   return params;
 }
 
 const UNITS = {
   percentunit: (v) => `${(v * 100).toFixed(v < 0.1 ? 1 : 0)}%`,
-  ms: (v) => (v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(0)} ms`),
+  ms: (v) => (v >= 1000 ? `${(v / 1000).toFixed(2)} s` : v >= 10 ? `${v.toFixed(0)} ms` : `${+v.toPrecision(2)} ms`),
   currencyUSD: (v) => `$${v < 0.01 ? v.toPrecision(2) : v.toFixed(2)}`,
   short: (v) => (Math.abs(v) >= 1000 ? `${(v / 1000).toFixed(1)}k`
     : Math.abs(v) >= 10 || v === 0 ? `${+v.toFixed(1)}` : `${+v.toPrecision(2)}`),
@@ -111,6 +121,7 @@ async function loadFilters() {
   const params = range();
   const options = await api(`${API}/filters`, params);
   const form = document.getElementById("filters");
+  state.filterValues = options.values;
   for (const [name, values] of Object.entries(options.values)) {
     const select = form.elements[name];
     if (!select) continue;
@@ -119,10 +130,162 @@ async function loadFilters() {
       ...values.map((v) => el("option", { value: v, selected: v === current }, v)));
   }
   state.models = options.models || [];
-  fillCompareModels();
+  fillModelPickers();
 }
 
-/* --- overview panels ---------------------------------------------------------- */
+/* --- overview: the canaries first ----------------------------------------------- */
+
+/* Active rollouts (GET /api/rollouts) when there are any, else the base -> candidate model
+ * pairs seen in the spans; each with its verdict and its critical metrics per slice. */
+async function loadCanaries() {
+  const box = document.getElementById("canaries");
+  const seen = await api(`${API}/canaries`, range());
+  state.evaluators = seen.evaluators || [];
+  fillEvaluatorPicker();
+  const rollouts = await activeRollouts();
+  const items = rollouts.length ? rollouts.map((r) => ({ rollout: r, base: r.base_model, candidate: r.candidate_model }))
+    : seen.canaries.slice(0, MAX_CANARIES).map((c) => ({ canary: c, base: c.base_model, candidate: c.candidate_model }));
+  if (!items.length) {
+    box.replaceChildren(el("div", { class: "card empty-canary" },
+      el("h2", {}, "No canary in this range"),
+      el("p", { class: "muted" }, "Nothing here has spans of both a base and a candidate model ",
+        "(canary.variant). Send traffic through ct.Canary, start a rollout, or pick a longer range.")));
+    return;
+  }
+  const cards = items.map((item) => el("div", { class: "card canary", dataset: { base: item.base, candidate: item.candidate } },
+    el("div", { class: "canary-head" }, el("span", { class: "big verdict pending" }, "…"),
+      el("div", { class: "canary-title" }, el("strong", {}, `${item.base} → ${item.candidate}`),
+        el("span", { class: "muted" }, "computing the verdict…")))));
+  box.replaceChildren(...cards);
+  await Promise.all(items.map(async (item, i) => {
+    try {
+      const report = await canaryReport(item);
+      state.reports.set(`${item.base}\u0000${item.candidate}`, report);
+      cards[i].replaceWith(renderCanary(item, report));
+    } catch (error) {
+      cards[i].querySelector(".canary-title .muted").textContent = `Could not compare: ${error.message}`;
+    }
+  }));
+}
+
+async function activeRollouts() {
+  try {
+    const { rollouts } = await api("api/rollouts", { state: "all", limit: 20 });
+    return rollouts.filter((r) => r.state !== "stopped").slice(0, MAX_CANARIES);
+  } catch (error) {
+    if (error.status === 404 || error.status === 405) return [];  // a collector without rollouts
+    throw error;
+  }
+}
+
+async function canaryReport(item) {
+  if (item.rollout) {
+    const status = await api(`api/rollouts/${encodeURIComponent(item.rollout.id)}`);
+    item.status = status;
+    return status.report;
+  }
+  const { since, until } = range();
+  return api("api/compare", { base: item.base, candidate: item.candidate, since, until, by: SLICES });
+}
+
+function renderCanary(item, report) {
+  const window = report.window || {};
+  const meta = item.rollout
+    ? [`rollout ${item.rollout.name || item.rollout.id}`, `${item.rollout.state}${item.status && item.status.final ? " (final)" : ""}`,
+       `since ${formatTime(Date.parse(item.rollout.started_at), true)}`, `${item.status ? item.status.pairs : "–"} pairs`]
+    : [item.canary.mirrored ? `${item.canary.pairs} mirrored pairs` : "canary split (no mirrored pairs)",
+       `${formatTime(Date.parse(window.since), true)} – ${formatTime(Date.parse(window.until), false)}`];
+  const head = el("div", { class: "canary-head" },
+    el("span", { class: `big verdict ${report.verdict}` }, report.verdict),
+    el("div", { class: "canary-title" },
+      el("strong", {}, `${report.base_model} → ${report.candidate_model}`),
+      el("span", { class: "muted" }, [`score ${report.score === null ? "–" : report.score.toFixed(0)}`, ...meta].join(" · "))),
+    el("a", { class: "button ghost", href: compareHash(report.base_model, report.candidate_model) }, "Full comparison"));
+  const reasons = report.reasons.slice(0, 5).map((r) => reasonItem(r, report));
+  return el("div", { class: "card canary", dataset: { base: report.base_model, candidate: report.candidate_model, verdict: report.verdict } },
+    head, reasons.length ? el("ul", { class: "reasons" }, reasons) : null,
+    report.reasons.length > 5 ? el("p", { class: "muted more" }, `and ${report.reasons.length - 5} more reasons in the full comparison`) : null,
+    criticalMultiples(report));
+}
+
+function compareHash(base, candidate) {
+  return `#compare?${new URLSearchParams({ base, candidate })}`;
+}
+
+function disagreementHash(report, metric, slice, failed) {
+  const params = { base: report.base_model, candidate: report.candidate_model, evaluator: metric, slice };
+  if (failed !== undefined) params.failed = failed;
+  return `#disagreements?${new URLSearchParams(params)}`;
+}
+
+function isEvaluator(metric) {
+  return state.evaluators.includes(metric);
+}
+
+const REASON_TONES = { critical_regression: "bad", regression: "bad", insufficient_data: "warn",
+                       no_evaluators: "warn", no_data: "warn", score: "info", settled: "good" };
+const CLASS_TONES = { regression: "bad", improvement: "good", pass: "good", inconclusive: "warn",
+                      insufficient: "", nodata: "" };
+
+function reasonItem(reason, report) {
+  const link = reason.metric && isEvaluator(reason.metric)
+    ? el("a", { class: "why", href: disagreementHash(report, reason.metric, reason.slice || "all") }, "see the pairs →")
+    : null;
+  return el("li", {}, el("span", { class: `pill ${REASON_TONES[reason.kind] || ""}` }, reason.kind.replace(/_/g, " ")),
+    " ", reason.message, link ? " " : null, link);
+}
+
+const SEVERITY = ["regression", "inconclusive", "insufficient", "nodata", "pass", "improvement"];
+
+/* Each critical metric, base against candidate in every slice, with the difference's interval;
+ * the metrics with a regressed slice first. */
+function criticalMultiples(report) {
+  const worst = (name) => Math.min(...report.metrics.filter((m) => m.metric === name)
+    .map((m) => SEVERITY.indexOf(m.classification)).filter((i) => i >= 0));
+  const names = [...new Set(report.metrics.filter((m) => m.critical).map((m) => m.metric))]
+    .sort((a, b) => worst(a) - worst(b));
+  if (!names.length) return el("p", { class: "muted" }, "No critical metric has data yet.");
+  return el("div", { class: "multiples" }, names.map((name) => metricCard(report, report.metrics.filter((m) => m.metric === name))));
+}
+
+function metricUnit(metric) {
+  if (metric.kind === "rate" || metric.kind === "win_rate") return "%";
+  if (metric.metric.startsWith("latency")) return "ms";
+  if (metric.metric.includes("tokens")) return "tokens";
+  return "score";
+}
+
+function metricCard(report, rows) {
+  const first = rows.find((m) => m.slice === "all") || rows[0];
+  const unit = metricUnit(first);
+  const scale = intervalScale(rows);
+  const evaluator = isEvaluator(first.metric);
+  const body = rows.map((m) => el("tr", { dataset: { metric: m.metric, slice: m.slice }, class: evaluator ? "link" : "",
+    onclick: evaluator ? () => { location.hash = disagreementHash(report, m.metric, m.slice); } : undefined },
+    el("td", { class: "slice", title: m.slice }, m.slice),
+    el("td", { class: "num" }, formatArm(m, m.base)),
+    el("td", { class: "num" }, formatArm(m, m.candidate)),
+    el("td", { class: `num delta ${CLASS_TONES[m.classification] || ""}` }, formatDifference(m, m.difference)),
+    el("td", {}, intervalBar(m, scale)),
+    el("td", {}, el("span", { class: `pill ${CLASS_TONES[m.classification] || ""}` }, m.classification))));
+  return el("div", { class: "metric-card", dataset: { metric: first.metric } },
+    el("div", { class: "metric-head" }, el("h3", {}, first.metric),
+      el("span", { class: "pill" }, `${first.kind === "rate" ? "rate" : first.kind}, ${unit}`),
+      el("span", { class: "muted" }, `bad when it goes ${first.bad_direction}`)),
+    el("table", { class: "data mini" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Slice"), el("th", { class: "num" }, `Base (${unit})`),
+        el("th", { class: "num" }, `Cand. (${unit})`), el("th", { class: "num" }, `Change (${changeUnit(first)})`),
+        el("th", {}, "95% interval"), el("th", {}, "Result"))),
+      el("tbody", {}, body)));
+}
+
+function changeUnit(metric) {
+  if (metric.relative) return "%";
+  if (metric.kind === "rate" || metric.kind === "win_rate") return "pts";
+  return metricUnit(metric);
+}
+
+/* --- overview: panels over time -------------------------------------------------- */
 
 function buildPanels() {
   const grid = document.getElementById("panel-grid");
@@ -177,28 +340,38 @@ function seriesColumns(data) {
   return { label: labelled ? 1 : null, values: data.columns.map((_, i) => i).slice(labelled ? 2 : 1) };
 }
 
+/* One colour per series label (an evaluator, a model, a route); with several value columns
+ * the first is solid and the others dashed, and a column named base is always dashed. */
 function timeChart(panel, data) {
   const { label, values } = seriesColumns(data);
   const datasets = new Map();
+  const labels = [];
   for (const row of data.rows) {
+    const group = label !== null ? row[label] : "";
+    if (!labels.includes(group)) labels.push(group);
     for (const i of values) {
       const name = [label !== null ? row[label] : null, values.length > 1 ? data.columns[i] : null]
         .filter(Boolean).join(" · ") || data.columns[i];
-      if (!datasets.has(name)) datasets.set(name, []);
-      datasets.get(name).push({ x: row[0], y: row[i] });
+      if (!datasets.has(name)) datasets.set(name, { group, column: i, points: [] });
+      datasets.get(name).points.push({ x: row[0], y: row[i] });
     }
   }
   const spanMs = data.to_ms - data.from_ms;
   return {
     type: "line",
-    data: { datasets: [...datasets.entries()].map(([name, points], n) => ({
-      label: name, data: points, borderColor: PALETTE[n % PALETTE.length],
-      backgroundColor: PALETTE[n % PALETTE.length], borderWidth: 2,
-      pointRadius: points.length < 4 ? 3 : 0, cubicInterpolationMode: "monotone", spanGaps: true,
-      borderDash: /p99|retry|output/.test(name) ? [5, 4] : [],
-    })) },
+    data: { datasets: [...datasets.entries()].map(([name, { group, column, points }]) => {
+      const colour = PALETTE[labels.indexOf(group) % PALETTE.length];
+      const dashed = data.columns[column] === "base" || /p99|retry|output/.test(data.columns[column])
+        || (column !== values[0] && data.columns[values[0]] !== "base");
+      return {
+        label: name, data: points, borderColor: colour, backgroundColor: colour, borderWidth: 2,
+        pointRadius: points.length < 4 ? 3 : 0, cubicInterpolationMode: "monotone", spanGaps: true,
+        borderDash: dashed ? [5, 4] : [],
+      };
+    }) },
     options: chartOptions(panel, {
       x: { type: "linear", min: data.from_ms, max: data.to_ms, grid: { display: false },
+           title: { display: true, text: "time (local)", font: { size: 11 } },
            ticks: { maxTicksLimit: 7, callback: (v) => formatTime(v, spanMs > 86400000) } },
     }, (items) => formatTime(items[0].parsed.x, true)),
   };
@@ -231,6 +404,7 @@ function chartOptions(panel, scales, title) {
       } },
     },
     scales: { ...scales, y: { beginAtZero: true, grid: { color: "#eef1f5" },
+                             title: { display: Boolean(panel.axis), text: panel.axis, font: { size: 11 } },
                              ticks: { callback: (v) => formatValue(panel.unit, v) } } },
   };
 }
@@ -409,15 +583,37 @@ function jsonBlock(value) {
 
 /* --- compare ---------------------------------------------------------------------- */
 
-function fillCompareModels() {
-  const form = document.getElementById("compare-form");
+function fillModelPickers() {
   const names = [...new Set(state.models.map((m) => m.model))];
   const pick = (variant) => (state.models.find((m) => m.variant === variant) || {}).model;
-  for (const [field, variant, fallback] of [["base", "base", 0], ["candidate", "candidate", 1]]) {
-    const select = form.elements[field];
-    const current = select.value || pick(variant) || names[fallback] || "";
-    select.replaceChildren(...names.map((n) => el("option", { value: n, selected: n === current }, n)));
+  for (const formId of ["compare-form", "disagreement-form"]) {
+    const form = document.getElementById(formId);
+    for (const [field, variant, fallback] of [["base", "base", 0], ["candidate", "candidate", 1]]) {
+      const select = form.elements[field];
+      const current = select.value || pick(variant) || names[fallback] || "";
+      const options = names.includes(current) || !current ? names : [current, ...names];
+      select.replaceChildren(...options.map((n) => el("option", { value: n, selected: n === current }, n)));
+    }
   }
+  fillSlicePicker();
+}
+
+function fillEvaluatorPicker() {
+  const select = document.getElementById("disagreement-form").elements.evaluator;
+  const current = select.value;
+  const names = current && !state.evaluators.includes(current) ? [current, ...state.evaluators] : state.evaluators;
+  select.replaceChildren(...names.map((n) => el("option", { value: n, selected: n === current }, n)));
+}
+
+function fillSlicePicker() {
+  const select = document.getElementById("disagreement-form").elements.slice;
+  const current = select.value || "all";
+  const slices = ["all"];
+  for (const dim of ["route", "cohort"]) {
+    for (const value of state.filterValues[dim] || []) slices.push(`${dim}=${value}`);
+  }
+  if (!slices.includes(current)) slices.push(current);
+  select.replaceChildren(...slices.map((s) => el("option", { value: s, selected: s === current }, s)));
 }
 
 async function runCompare(event) {
@@ -437,27 +633,23 @@ async function runCompare(event) {
   }
 }
 
-const REASON_TONES = { critical_regression: "bad", regression: "bad", insufficient_data: "warn",
-                       no_evaluators: "warn", no_data: "warn", score: "info", settled: "good" };
-const CLASS_TONES = { regression: "bad", improvement: "good", pass: "good", inconclusive: "warn",
-                      insufficient: "", nodata: "" };
-
 function renderReport(report) {
   const head = el("div", { class: "verdict-head", id: "verdict" },
     el("span", { class: `big verdict ${report.verdict}` }, report.verdict),
     el("span", {}, "score ", el("strong", {}, report.score === null ? "–" : report.score.toFixed(1))),
     el("span", { class: "muted" }, `${report.base_model} → ${report.candidate_model}`),
     report.needed_pairs ? el("span", { class: "pill warn" }, `${report.needed_pairs} more pairs needed`) : null);
-  const reasons = el("ul", { class: "reasons" }, report.reasons.map((r) => el("li", {},
-    el("span", { class: `pill ${REASON_TONES[r.kind] || ""}` }, r.kind.replace(/_/g, " ")), " ", r.message)));
+  const reasons = el("ul", { class: "reasons" }, report.reasons.map((r) => reasonItem(r, report)));
   return el("div", {}, head, report.reasons.length ? reasons : null,
-    report.metrics.length ? metricsTable(report.metrics) : el("p", { class: "muted" }, "No metrics yet."));
+    report.metrics.length ? metricsTable(report) : el("p", { class: "muted" }, "No metrics yet."));
 }
 
 function formatArm(metric, arm) {
   if (!arm || arm.value === null || arm.value === undefined) return "–";
-  return metric.kind === "rate" || metric.kind === "win_rate" ? `${(arm.value * 100).toFixed(1)}%`
-    : Math.abs(arm.value) >= 100 ? arm.value.toFixed(0) : arm.value.toPrecision(3);
+  const v = arm.value;
+  if (metric.kind === "rate" || metric.kind === "win_rate") return `${(v * 100).toFixed(1)}%`;
+  if (metric.metric.startsWith("latency")) return formatValue("ms", v);
+  return Math.abs(v) >= 100 ? v.toFixed(0) : `${+v.toPrecision(3)}`;
 }
 
 function formatDifference(metric, value) {
@@ -468,24 +660,28 @@ function formatDifference(metric, value) {
   return `${sign}${value.toPrecision(3)}`;
 }
 
+function intervalScale(metrics) {
+  let scale = 0;
+  for (const m of metrics) for (const v of m.difference_interval || []) if (v !== null) scale = Math.max(scale, Math.abs(v));
+  return scale;
+}
+
 function intervalBar(metric, scale) {
   const [lo, hi] = metric.difference_interval || [null, null];
   if (lo === null || hi === null || !scale) return el("div", { class: "ci-track" });
   const pos = (v) => `${50 + (Math.max(-scale, Math.min(scale, v)) / scale) * 50}%`;
   const harmful = metric.bad_direction === "down" ? hi < 0 : lo > 0;
   const helpful = metric.bad_direction === "down" ? lo > 0 : hi < 0;
-  return el("div", { class: "ci-track" }, el("div", { class: "ci-zero" }),
+  return el("div", { class: "ci-track", title: `${formatDifference(metric, lo)} … ${formatDifference(metric, hi)}` },
+    el("div", { class: "ci-zero" }),
     el("div", { class: `ci-bar ${harmful ? "bad" : helpful ? "good" : ""}`,
                 style: `left:${pos(lo)};width:calc(${pos(hi)} - ${pos(lo)})` }));
 }
 
-function metricsTable(metrics) {
+function metricsTable(report) {
+  const metrics = report.metrics;
   const scales = {};
-  for (const m of metrics) {
-    for (const v of m.difference_interval || []) {
-      if (v !== null) scales[m.metric] = Math.max(scales[m.metric] || 0, Math.abs(v));
-    }
-  }
+  for (const m of metrics) scales[m.metric] = intervalScale(metrics.filter((x) => x.metric === m.metric));
   const body = metrics.map((m) => el("tr", { dataset: { metric: m.metric, slice: m.slice } },
     el("td", {}, el("strong", {}, m.metric), m.critical ? el("span", { class: "pill bad" }, "critical") : null),
     el("td", {}, m.slice),
@@ -494,14 +690,163 @@ function metricsTable(metrics) {
     el("td", { class: `num delta ${CLASS_TONES[m.classification] || ""}` }, formatDifference(m, m.difference)),
     el("td", {}, intervalBar(m, scales[m.metric])),
     el("td", { class: "num" }, m.n),
-    el("td", {}, el("span", { class: `pill ${CLASS_TONES[m.classification] || ""}` }, m.classification))));
+    el("td", {}, el("span", { class: `pill ${CLASS_TONES[m.classification] || ""}` }, m.classification),
+      isEvaluator(m.metric) ? el("a", { class: "why", href: disagreementHash(report, m.metric, m.slice) }, " pairs →") : null)));
   return el("div", { class: "table-wrap" }, el("table", { class: "data compare" },
-    el("thead", {}, el("tr", {}, ["Metric", "Slice", "Base", "Candidate", "Difference", "95% interval", "n", "Result"]
+    el("thead", {}, el("tr", {}, ["Metric", "Slice", "Base", "Candidate", "Change", "95% interval", "n", "Result"]
       .map((h) => el("th", {}, h)))),
-    el("tbody", {}, body)));
+    el("tbody", {}, body)),
+    el("p", { class: "muted legend" }, "Rates in %, changes in points (pts); latency in ms, its change relative (%); ",
+      "tokens per call. n: pairs (or calls per arm when unpaired)."));
 }
 
-/* --- wiring -------------------------------------------------------------------------- */
+/* --- disagreements ------------------------------------------------------------------ */
+
+function disagreementParams() {
+  const form = document.getElementById("disagreement-form");
+  const params = {};
+  for (const name of ["base", "candidate", "evaluator", "slice", "failed"]) params[name] = form.elements[name].value;
+  return params;
+}
+
+function setFormValues(form, params) {
+  for (const [name, value] of Object.entries(params)) {
+    const field = form.elements[name];
+    if (!field) continue;
+    if (field.tagName === "SELECT" && ![...field.options].some((o) => o.value === value)) {
+      field.append(el("option", { value }, value));
+    }
+    field.value = value;
+  }
+}
+
+async function loadDisagreements(event) {
+  if (event) {
+    event.preventDefault();
+    history.replaceState(null, "", `#disagreements?${new URLSearchParams(disagreementParams())}`);
+  }
+  const out = document.getElementById("disagreement-result");
+  const params = disagreementParams();
+  if (!params.base || !params.candidate || !params.evaluator) {
+    out.replaceChildren(el("p", { class: "muted" }, "Pick a base, a candidate and an evaluator."));
+    return;
+  }
+  out.replaceChildren(el("p", { class: "muted" }, "Looking for pairs…"));
+  try {
+    const found = await api("api/disagreements", { ...params, ...range(), limit: 200 });
+    out.replaceChildren(renderDisagreements(found, params));
+  } catch (error) {
+    out.replaceChildren(el("p", { class: "panel-state" }, `Could not list disagreements: ${error.message}`));
+  }
+}
+
+function renderDisagreements(found, params) {
+  const c = found.counts;
+  const summary = el("div", { class: "disagree-summary", id: "disagree-summary" },
+    el("div", { class: "count bad" }, el("strong", {}, c.candidate_failed), el("span", {}, "candidate failed where the base passed")),
+    el("div", { class: "count good" }, el("strong", {}, c.base_failed), el("span", {}, "base failed where the candidate passed")),
+    el("div", { class: "count" }, el("strong", {}, c.pairs), el("span", {}, `pairs scored by ${found.evaluator} on both arms in ${found.slice}`)));
+  if (!found.pairs.length) {
+    return el("div", {}, summary, el("p", { class: "empty" }, "No pair in this range where the arms disagree this way."));
+  }
+  const rows = found.pairs.map((p) => el("tr", { class: "link", dataset: { pairId: p.pair_id },
+    onclick: () => { state.pairFrom = location.hash; location.hash = `#pair/${encodeURIComponent(p.pair_id)}`; } },
+    el("td", {}, formatTime(p.started_ms, true)),
+    el("td", {}, p.route || "–"), el("td", {}, p.cohort || "–"),
+    el("td", {}, el("span", { class: `pill ${p.failed}` }, `${p.failed} failed`)),
+    el("td", {}, verdictPill(p.base), el("div", { class: "muted reason" }, p.base.reason)),
+    el("td", {}, verdictPill(p.candidate), el("div", { class: "muted reason" }, p.candidate.reason)),
+    el("td", {}, el("a", { href: `#pair/${encodeURIComponent(p.pair_id)}` }, "side by side →"))));
+  return el("div", {}, summary, el("div", { class: "table-wrap scroll tall" }, el("table", { class: "data", id: "disagreement-table" },
+    el("thead", {}, el("tr", {}, ["Time", "Route", "Cohort", "Disagreement", `Base: ${found.evaluator}`,
+      `Candidate: ${found.evaluator}`, ""].map((h) => el("th", {}, h)))),
+    el("tbody", {}, rows))),
+    found.pairs.length >= 200 ? el("p", { class: "muted" }, "Showing the newest 200.") : null);
+}
+
+function verdictPill(arm) {
+  return el("span", { class: `pill ${arm.passed ? "good" : "bad"}` }, arm.passed ? "pass" : "fail");
+}
+
+/* --- pair view ---------------------------------------------------------------------- */
+
+async function openPair(pairId) {
+  const view = document.getElementById("pair-view");
+  view.replaceChildren(el("p", { class: "muted" }, "Loading the pair…"));
+  try {
+    const pair = await api(`api/pairs/${encodeURIComponent(pairId)}`);
+    view.replaceChildren(...renderPair(pair));
+  } catch (error) {
+    view.replaceChildren(el("p", { class: "panel-state" }, `Could not load pair ${pairId}: ${error.message}`));
+  }
+}
+
+function renderPair(pair) {
+  const back = state.pairFrom
+    ? el("a", { class: "button ghost", href: state.pairFrom }, "← Back to the list") : null;
+  const head = el("div", { class: "card-head" },
+    el("h2", {}, "Pair ", el("code", {}, pair.pair_id)),
+    el("div", { class: "facts" },
+      pair.route && el("span", { class: "pill info" }, `route ${pair.route}`),
+      pair.cohort && el("span", { class: "pill info" }, `cohort ${pair.cohort}`),
+      el("span", { class: "pill" }, pair.service),
+      el("span", { class: "pill" }, formatTime(pair.started_ms, true))),
+    back);
+  const input = el("div", { class: "pair-input" },
+    el("h4", {}, pair.same_input ? "Input (the same for both arms)" : "Input (the arms were given different inputs)"),
+    pair.input_messages.length ? pair.input_messages.map(renderMessage) : el("p", { class: "muted" }, "No input captured."));
+  const arms = el("div", { class: "pair-arms" }, pair.arms.map(renderArm));
+  const diff = pair.arms.length === 2 ? el("div", { class: "pair-diff" },
+    el("h4", {}, `Answer diff: ${pair.arms[0].variant} → ${pair.arms[1].variant}`),
+    el("pre", { class: "diff", id: "pair-diff" }, pair.diff.map((run) =>
+      run.op === "equal" ? run.text : el(run.op === "insert" ? "ins" : "del", {}, run.text))),
+    el("p", { class: "muted legend" }, el("del", {}, "removed"), " in the base's answer, ",
+      el("ins", {}, "added"), " in the candidate's.")) : null;
+  return [head, input, arms, diff].filter(Boolean);
+}
+
+function renderArm(arm) {
+  const failed = arm.evals.filter((e) => e.passed === false).length;
+  const facts = el("div", { class: "facts" },
+    el("span", { class: "pill", title: "latency of the arm's outermost call" }, `latency ${formatDuration(arm.latency_ms)}`),
+    el("span", { class: "pill" }, `${arm.input_tokens} in / ${arm.output_tokens} out tokens`),
+    el("span", { class: `pill ${arm.parser_errors ? "bad" : ""}` },
+      `${arm.parser_errors} parser error${arm.parser_errors === 1 ? "" : "s"}, ${arm.parser_retries} retr${arm.parser_retries === 1 ? "y" : "ies"}`),
+    arm.fallback && el("span", { class: "pill warn" }, "fell back to the base"),
+    arm.error && el("span", { class: "pill bad" }, arm.status_message || "error"));
+  return el("div", { class: `arm ${arm.variant}`, dataset: { variant: arm.variant } },
+    el("div", { class: "arm-head" },
+      el("span", { class: `pill ${arm.variant}` }, arm.variant || "?"),
+      el("strong", {}, arm.model),
+      el("span", { class: "muted" }, arm.role),
+      el("span", { class: `pill ${failed ? "bad" : "good"}` }, arm.evals.length ? (failed ? `${failed} of ${arm.evals.length} evals failed` : "all evals passed") : "not scored"),
+      el("a", { href: "#traces", onclick: (e) => { e.preventDefault(); showTraceFromPair(arm.trace_id); } }, "trace →")),
+    facts,
+    el("h4", {}, "Answer"),
+    arm.output_messages.length ? arm.output_messages.map(renderMessage) : el("p", { class: "muted" }, "No answer captured."),
+    el("h4", {}, "Evaluations"),
+    arm.evals.length ? arm.evals.map(renderEval) : el("p", { class: "muted" }, "Not scored."));
+}
+
+async function showTraceFromPair(traceId) {
+  selectTab("traces");
+  await loadTraces().catch(() => {});
+  await openTrace(traceId).catch((e) => showError(e.message));
+}
+
+/* --- wiring: tabs and the address bar ----------------------------------------------------
+ * #overview, #traces, #compare?base=&candidate=, #disagreements?base=&candidate=&evaluator=
+ * &slice=&failed=, #pair/<pair id>; ?range=<seconds> picks the time range. */
+
+const TABS = ["overview", "traces", "compare", "disagreements", "pair"];
+
+function parseHash() {
+  const [path, query] = location.hash.slice(1).split("?");
+  const [name, ...rest] = (path || "").split("/");
+  return { name: TABS.includes(name) ? name : "overview",
+           arg: rest.length ? decodeURIComponent(rest.join("/")) : null,
+           params: Object.fromEntries(new URLSearchParams(query || "")) };
+}
 
 function activeTab() {
   return document.querySelector(".tab.active").dataset.tab;
@@ -509,21 +854,39 @@ function activeTab() {
 
 function selectTab(name) {
   for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.tab === name);
+  if (name === "pair") document.querySelector(".tab[data-tab=pair]").classList.remove("hidden");
   for (const section of document.querySelectorAll(".tab-panel")) {
     section.classList.toggle("hidden", section.id !== `tab-${name}`);
   }
-  if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
 }
 
-function showTab(name) {
+function tabHash(name) {
+  if (name === "disagreements") return `#disagreements?${new URLSearchParams(disagreementParams())}`;
+  if (name === "pair" && state.pairId) return `#pair/${encodeURIComponent(state.pairId)}`;
+  return `#${name}`;
+}
+
+async function route() {
+  const { name, arg, params } = parseHash();
   selectTab(name);
+  window.scrollTo(0, 0);
+  if (name === "compare" && params.base) setFormValues(document.getElementById("compare-form"), params);
+  if (name === "disagreements" && params.evaluator) {
+    setFormValues(document.getElementById("disagreement-form"), { failed: "candidate", slice: "all", ...params });
+  }
+  if (name === "pair") {
+    state.pairId = arg;
+    return arg ? openPair(arg) : undefined;
+  }
   return refreshTab(name);
 }
 
 async function refreshTab(name) {
-  if (name === "overview") return loadPanels();
+  if (name === "overview") return Promise.all([loadCanaries(), loadPanels()]);
   if (name === "traces") return loadTraces();
   if (name === "compare") return runCompare();
+  if (name === "disagreements") return loadDisagreements();
+  if (name === "pair") return state.pairId ? openPair(state.pairId) : undefined;
   return undefined;
 }
 
@@ -533,16 +896,36 @@ async function refresh() {
     state.config = state.config || await api(`${API}/config`);
     if (!document.querySelector(".panel")) buildPanels();
     await loadFilters();
-    await refreshTab(activeTab());
+    if (!state.evaluators.length && activeTab() !== "overview") {
+      state.evaluators = (await api(`${API}/canaries`, range())).evaluators || [];
+      fillEvaluatorPicker();
+    }
+    await route();
   } catch (error) {
     if (!/API key/.test(error.message)) showError(`canarytrace: ${error.message}`);
   }
 }
 
-document.addEventListener("DOMContentLoaded", () => {
-  for (const tab of document.querySelectorAll(".tab")) {
-    tab.addEventListener("click", () => showTab(tab.dataset.tab).catch((e) => showError(e.message)));
+function initialRange() {
+  const wanted = new URLSearchParams(location.search).get("range");
+  const select = document.querySelector("#filters [name=range]");
+  if (!wanted || !/^\d+$/.test(wanted)) return;
+  if (![...select.options].some((o) => o.value === wanted)) {
+    select.append(el("option", { value: wanted }, `Last ${formatDuration(Number(wanted) * 1000)}`));
   }
+  select.value = wanted;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  initialRange();
+  for (const tab of document.querySelectorAll(".tab")) {
+    tab.addEventListener("click", () => {
+      const hash = tabHash(tab.dataset.tab);
+      if (location.hash === hash) route().catch((e) => showError(e.message));
+      else location.hash = hash;
+    });
+  }
+  window.addEventListener("hashchange", () => route().catch((e) => showError(e.message)));
   document.getElementById("filters").addEventListener("submit", (event) => { event.preventDefault(); refresh(); });
   for (const select of document.querySelectorAll("#filters select")) select.addEventListener("change", refresh);
   for (const input of document.querySelectorAll("#trace-filters select, #trace-filters input")) {
@@ -553,7 +936,6 @@ document.addEventListener("DOMContentLoaded", () => {
     state.traceId = null;
   });
   document.getElementById("compare-form").addEventListener("submit", runCompare);
-  const initial = location.hash.slice(1);
-  if (["traces", "compare"].includes(initial)) selectTab(initial);
+  document.getElementById("disagreement-form").addEventListener("submit", loadDisagreements);
   refresh();
 });

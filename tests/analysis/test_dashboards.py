@@ -44,7 +44,7 @@ TEMPLATE_VARIABLES = {v["name"] for v in GRAFANA["templating"]["list"]}
 
 def grafana_context(interval_s: int = GRAFANA_INTERVAL_S, **selected) -> panel_sql.QueryContext:
     """What the plugin substitutes: every variable on All unless ``selected`` says otherwise."""
-    variables = {name: None for name in ("project", "service", "route", "model")}
+    variables = {name: None for name in ("project", "service", "route", "cohort", "model")}
     variables.update(selected)
     return panel_sql.QueryContext(START, END, interval_s, variables)
 
@@ -102,8 +102,8 @@ def test_grafana_sql_uses_only_plugin_macros_and_dashboard_variables(title):
     assert "{{" not in sql, "a build-time placeholder was left in the Grafana SQL"
 
 
-def test_grafana_provides_the_filters_service_route_model():
-    for name in ("service", "route", "model"):
+def test_grafana_provides_the_filters_service_route_cohort_model():
+    for name in ("service", "route", "cohort", "model"):
         variable = next(v for v in GRAFANA["templating"]["list"] if v["name"] == name)
         assert variable["multi"] and variable["includeAll"]
         assert variable["query"]["rawSql"] == variable["definition"]
@@ -136,6 +136,7 @@ def test_variable_queries_list_what_was_seen(store, traffic, intruder):
               for v in panels.load_dashboard().variables}
     assert values["service"] == set(traffic.services)
     assert values["route"] == set(traffic.routes)
+    assert values["cohort"] == set(traffic.cohorts)
     assert values["model"] == {traffic.base_model, traffic.candidate_model}
     assert values["project"] == {"default", "intruder"}
 

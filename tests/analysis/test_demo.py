@@ -47,7 +47,7 @@ def test_every_grafana_panel_has_rows_on_the_demo_traffic(demo, demo_store, titl
     now = datetime.now(UTC)
     context = panel_sql.QueryContext(now - timedelta(hours=1), now + timedelta(minutes=1),
                                   GRAFANA_INTERVAL_S, dict.fromkeys(("project", "service",
-                                                                     "route", "model")))
+                                                                     "route", "cohort", "model")))
     sql = panel_sql.expand(GRAFANA_PANELS[title]["targets"][0]["rawSql"], context)
     assert demo_store.query(sql), f"panel {title!r} returned no rows on the demo's traffic"
 

@@ -146,13 +146,19 @@ def test_a_losing_pairwise_judge_is_a_regression_of_the_win_rate():
     assert win.details["wins"] + win.details["losses"] + win.details["ties"] == 1000
 
 
-def test_holm_spans_every_critical_metric_and_slice():
+def test_holm_spans_every_critical_metric_and_slice_with_fixed_weights():
     report = _run(_pass_rates(3000, 0.9, {"pro": 0.8}),
                   _pass_rates(3000, 0.9, 0.9, seed=9, name="tool_selection"))
     tested = [r for r in report.results if r.p_adjusted is not None]
     assert {r.metric for r in tested} == {"json_validation", "tool_selection"}
-    smallest = min(tested, key=lambda r: r.p_anytime)
-    assert smallest.p_adjusted == pytest.approx(min(1.0, smallest.p_anytime * len(tested)))
+    smallest = min(tested, key=lambda r: r.p_anytime / report.family.weight(r.metric,
+                                                                            r.slice.name))
+    weight = report.family.weight(smallest.metric, smallest.slice.name)
+    assert smallest.p_adjusted == pytest.approx(min(1.0, smallest.p_anytime / weight))
+    # the split spends at most alpha over every cell, seen or not yet seen
+    assert sum(r.alpha for r in tested) <= report.policy.alpha
+    assert all(r.alpha == pytest.approx(report.policy.alpha * report.family.weight(
+        r.metric, r.slice.name)) for r in tested)
 
 
 def test_up_to_sees_only_requests_started_before_the_cutoff():

@@ -169,7 +169,8 @@ def test_feedback_and_eval_results_through_the_api(collector):
 def test_health_readiness_and_query_errors(collector):
     assert httpx.get(f"{collector.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{collector.url}/readyz").json()
-    assert ready == {"ready": True, "store": True, "writer": True, "spool_has_room": True}
+    assert ready == {"ready": True, "store": True, "writer": True, "store_accepts_inserts": True,
+                     "spool_writable": True, "spool_has_room": True}
     assert httpx.get(f"{collector.url}/api/traces/{'0' * 32}").status_code == 404
     assert httpx.get(f"{collector.url}/api/traces/not-hex").status_code == 422
     typo = httpx.get(f"{collector.url}/api/spans", params={"modle": "x"})

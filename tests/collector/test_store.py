@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-import orjson
 import pytest
 
 from canarytrace import attributes as A
@@ -13,7 +12,7 @@ from canarytrace.collector.metrics import CollectorMetrics
 from canarytrace.collector.rows import Limits, RowBuilder
 from canarytrace.collector.spool import Spool
 from canarytrace.collector.writer import Writer
-from canarytrace.store import schema
+from canarytrace.store import schema, span_columns
 from canarytrace.store.client import Store
 from canarytrace.store.queries import BadQuery, EvalFilter, PageRequest, SpanFilter
 from tests.collector import otlp_payloads as P
@@ -154,7 +153,7 @@ def test_eval_results_copy_span_columns_and_rescoring_replaces(store):
     assert (stored["Model"], stored["Variant"], stored["Cohort"]) == ("cand", "candidate", "fr")
     assert stored["TraceId"] == row["TraceId"] and stored["ServiceName"] == "test-svc"
     assert stored["SpanTimestamp"].startswith(
-        datetime.fromtimestamp(int(row["Timestamp"].split(".")[0]), UTC).strftime("%Y-%m-%dT"))
+        datetime.fromtimestamp(row["Timestamp"] // 10**9, UTC).strftime("%Y-%m-%dT"))
 
 
 def test_feedback_and_verdicts_round_trip(store):
@@ -175,11 +174,11 @@ def test_a_segment_replayed_after_a_crash_is_not_stored_twice(store, tmp_path):
     """Crash after the insert but before the segment was deleted: the replay is deduplicated."""
     spool = Spool(tmp_path / "spool", max_bytes=10_000_000)
     store_rows = rows_for("replay", [P.span() for _ in range(4)])
-    spool.wait_durable_sync(spool.append(b"\n".join(orjson.dumps(r) for r in store_rows), 4))
+    spool.wait_durable_sync(spool.append(span_columns.to_ipc(span_columns.table(store_rows)), 4))
     segment = spool.seal()
-    payload, rows = spool.read(segment)
-    assert rows == 4
-    store.insert_span_payload(payload, dedup_token=segment.token)
+    (record,) = spool.contents(segment).records
+    assert record.rows == 4
+    store.insert_span_table(span_columns.from_ipc(record.payload), dedup_token=segment.token)
     spool.close()  # "crash": the stored segment is still on disk
 
     reopened = Spool(tmp_path / "spool", max_bytes=10_000_000)

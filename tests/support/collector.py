@@ -58,12 +58,17 @@ class CollectorProcess:
         return self.directory / "db"
 
     @property
+    def state_dir(self) -> Path:
+        """The store's own state folder (spool, keys, auth marker): ``<store>-state``."""
+        return self.directory / "db-state"
+
+    @property
     def keys_file(self) -> Path:
-        return self.directory / "keys.json"
+        return self.state_dir / "keys.json"
 
     @property
     def spool_dir(self) -> Path:
-        return self.directory / "spool"
+        return self.state_dir / "spool"
 
     def start(self, timeout: float = 60.0) -> None:
         """Start serving and wait until ``/readyz`` says ready."""
