@@ -560,9 +560,9 @@ _MEASURES = {RATE: _measure_rate, MEAN: _measure_mean, SHIFT: _measure_shift,
 # --- multiplicity and classification -----------------------------------------------------------
 
 def _adjust(results: list[MetricResult], alpha: float, family: Family) -> None:
-    """Weighted Holm over the critical tests together (weights from the fixed ``family``),
-    and over each non-critical metric's slices (by slice weight); each cell's share of alpha
-    is its ``alpha``."""
+    """Multiplicity over the fixed ``family``: the critical tests together by the graphical
+    procedure of ``_critical_graph``, each non-critical metric's slices by weighted Holm (by
+    slice weight); each cell's initial share of alpha is its ``alpha``."""
     groups: dict[str, list[tuple[MetricResult, float]]] = {}
     for result in results:
         if result.kind not in _P_TESTED:
@@ -575,11 +575,29 @@ def _adjust(results: list[MetricResult], alpha: float, family: Family) -> None:
                 and result.n >= result.policy.min_samples):
             key = "critical" if critical else f"metric:{result.metric}"
             groups.setdefault(key, []).append((result, weight))
-    for group in groups.values():
-        adjusted = st.weighted_holm_adjust([r.p_anytime for r, _ in group],
-                                           [w for _, w in group])
+    for key, group in groups.items():
+        p_values, weights = [r.p_anytime for r, _ in group], [w for _, w in group]
+        adjusted = (st.graphical_adjust(p_values, weights, _critical_graph(
+            [r for r, _ in group], family)) if key == "critical"
+            else st.weighted_holm_adjust(p_values, weights))
         for (result, _), p in zip(group, adjusted, strict=True):
             result.p_adjusted = p
+
+
+def _critical_graph(cells: list[MetricResult], family: Family) -> np.ndarray:
+    """Where a rejected critical cell's alpha goes: to the other cells of the same metric, in
+    proportion to their slice weights among all the metric's cells (seen or not), so a
+    regression found in "all" hands its share to the slices, which can then say where it
+    is. Nothing passes between metrics."""
+    graph = np.zeros((len(cells), len(cells)))
+    for i, source in enumerate(cells):
+        rest = 1.0 - family.slice_weight(source.slice.name)
+        if rest <= 0:
+            continue
+        for j, target in enumerate(cells):
+            if j != i and target.metric == source.metric:
+                graph[i, j] = family.slice_weight(target.slice.name) / rest
+    return graph
 
 
 def _anytime_bounds(result: MetricResult, alpha: float) -> None:

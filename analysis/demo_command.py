@@ -16,11 +16,15 @@ import shutil
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from rich.console import Console
@@ -39,7 +43,7 @@ CANARY_RATE = 0.1
 """Share of users the candidate serves (with fallback to the base); the rest are mirrored."""
 COLLECTOR_LOG = "collector.log"
 """Written first in the demo's folder: a folder holding it is an earlier demo's, and is wiped."""
-DEMO_ENTRIES = {COLLECTOR_LOG, "db", "spool", "keys.json", "report.html"}
+DEMO_ENTRIES = {COLLECTOR_LOG, "db", "db-state", "spool", "keys.json", "report.html"}
 """What a demo's folder holds; a folder with only these (a wipe cut short by an older version)
 is an earlier demo's too."""
 WIPING = ".{name}.wiping-"
@@ -74,20 +78,38 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def _tracing(collector: LocalCollector) -> tuple[TracerProvider, BackdatingExporter]:
-    """The SDK set up as an app would, with a back-dating exporter in front of OTLP/HTTP."""
-    exporter = BackdatingExporter(OTLPSpanExporter(endpoint=f"{collector.url}/v1/traces"))
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: SERVICE}))
-    provider.add_span_processor(export_processor(exporter))
-    ct.init(service_name=SERVICE, endpoint=collector.url, tracer_provider=provider)
-    return provider, exporter
+@dataclass
+class Telemetry:
+    """The demo app's OpenTelemetry: spans through a back-dating exporter, the canary's
+    counters to ``/v1/metrics``, both to the demo's collector."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    exporter: BackdatingExporter
+
+    @classmethod
+    def start(cls, collector: LocalCollector) -> Telemetry:
+        resource = Resource.create({SERVICE_NAME: SERVICE})
+        exporter = BackdatingExporter(OTLPSpanExporter(endpoint=f"{collector.url}/v1/traces"))
+        tracer_provider = TracerProvider(resource=resource)
+        tracer_provider.add_span_processor(export_processor(exporter))
+        reader = PeriodicExportingMetricReader(
+            OTLPMetricExporter(endpoint=f"{collector.url}/v1/metrics"))
+        meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+        ct.init(service_name=SERVICE, endpoint=collector.url, tracer_provider=tracer_provider)
+        return cls(tracer_provider, meter_provider, exporter)
+
+    def shutdown(self) -> None:
+        """Export what is left while the collector still listens."""
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
 
 
-def _serve_traffic(provider: TracerProvider, exporter: BackdatingExporter, count: int,
-                   first_ns: int, progress: Progress) -> ct.CanaryStats:
+def _serve_traffic(telemetry: Telemetry, count: int, first_ns: int,
+                   progress: Progress) -> ct.CanaryStats:
     """``count`` requests through ``ct.Canary``; request i's trace moves to
     ``first_ns + i * SPREAD / count``."""
-    tracer = provider.get_tracer("canarytrace.demo")
+    tracer = telemetry.tracer_provider.get_tracer("canarytrace.demo")
     step_ns = int(SPREAD.total_seconds() * 1e9) // count
     canary = ct.Canary(
         base=traffic.simulated_model(traffic.BASE_MODEL, traffic.BASE_QUALITY),
@@ -95,13 +117,13 @@ def _serve_traffic(provider: TracerProvider, exporter: BackdatingExporter, count
         base_model=traffic.BASE_MODEL, candidate_model=traffic.CANDIDATE_MODEL,
         mirror_rate=1.0, canary_rate=CANARY_RATE, key=lambda r: r["user"],
         route=lambda r: r["route"], cohort=lambda r: r["cohort"], shadow_workers=4,
-        shadow_queue_size=count)
+        shadow_queue_size=count, meter=telemetry.meter_provider.get_meter("canarytrace"))
     task = progress.add_task("Serving traffic through ct.Canary", total=count)
     rng = random.Random(11)
     with canary:
         for index, request in enumerate(traffic.requests(count)):
             with tracer.start_as_current_span(f"POST /assist/{request['route']}") as span:
-                exporter.move_trace(span.get_span_context().trace_id,
+                telemetry.exporter.move_trace(span.get_span_context().trace_id,
                                     first_ns + index * step_ns - time.time_ns())
                 answer = canary(request)
                 _maybe_feedback(answer, request, rng)
@@ -154,10 +176,10 @@ def main(argv: list[str]) -> int:
             with console.status("Starting the collector (embedded ClickHouse)"):
                 collector = stack.enter_context(
                     LocalCollector(store, args.dir / COLLECTOR_LOG, COLLECTOR_ENV, args.port))
-            provider, exporter = _tracing(collector)
+            telemetry = Telemetry.start(collector)
             stack.callback(ct.shutdown)
-            stack.callback(provider.shutdown)  # flush the SDK while the collector still listens
-            _run_loop(collector, provider, exporter, args, console)
+            stack.callback(telemetry.shutdown)  # flush while the collector still listens
+            _run_loop(collector, telemetry, args, console)
             console.print(f"Demo finished in {time.monotonic() - started:.0f} s.")
             if sys.stdin.isatty() if args.serve is None else args.serve:
                 console.print(f"Dashboard: [bold]{collector.url}/[/]  (Ctrl+C stops it)")
@@ -193,14 +215,13 @@ def _is_earlier_demo(directory: Path) -> bool:
         entry.name in DEMO_ENTRIES for entry in directory.iterdir())
 
 
-def _run_loop(collector: LocalCollector, provider: TracerProvider, exporter: BackdatingExporter,
-              args: argparse.Namespace, console: Console) -> None:
+def _run_loop(collector: LocalCollector, telemetry: Telemetry, args: argparse.Namespace,
+              console: Console) -> None:
     """Traffic, storage, evaluation, verdict and report: the loop a team runs in production."""
     first = datetime.now(UTC) - SPREAD
     since = (first - timedelta(minutes=1)).isoformat()
     with _progress(console) as progress:
-        stats = _serve_traffic(provider, exporter, args.requests,
-                               int(first.timestamp() * 1e9), progress)
+        stats = _serve_traffic(telemetry, args.requests, int(first.timestamp() * 1e9), progress)
         drain = progress.add_task("Storing spans", total=1)
         collector.wait_drained()
         progress.advance(drain)

@@ -327,6 +327,41 @@ def normal_mixture_lower_bound(values: np.ndarray, alpha: float, target_n: int =
 
 # --- multiplicity -----------------------------------------------------------------------------
 
+def graphical_adjust(p_values: list[float], weights: list[float],
+                     transitions: np.ndarray) -> list[float]:
+    """Adjusted p-values of the sequentially rejective graphical procedure of Bretz, Maurer,
+    Brannath & Posch, "A graphical approach to sequentially rejective multiple test
+    procedures", Stat. Med. 28(4), 2009 (Algorithm 1): reject the hypothesis with the smallest
+    ``p / w``, pass its weight along its row of ``transitions`` (rows sum to at most 1) and
+    update the graph. Weighted Bonferroni at every step, so it holds under any dependence;
+    with time-uniform p-values and fixed weights it holds over every look. ``weights`` may
+    sum to less than 1 (the rest belongs to hypotheses not tested yet)."""
+    p = np.asarray(p_values, dtype=float)
+    w = np.asarray(weights, dtype=float).copy()
+    graph = np.asarray(transitions, dtype=float).copy()
+    adjusted = np.ones(p.size)
+    active = np.ones(p.size, dtype=bool)
+    level = 0.0
+    for _ in range(p.size):
+        ratio = np.where(active & (w > 0), p / np.where(w > 0, w, 1.0), np.inf)
+        j = int(np.argmin(ratio))
+        if not math.isfinite(ratio[j]):
+            break
+        level = max(level, float(ratio[j]))
+        adjusted[j] = min(level, 1.0)
+        active[j] = False
+        w = np.where(active, w + w[j] * graph[j], 0.0)
+        into, out, back = graph[:, j][:, None], graph[j][None, :], graph[j][:, None]
+        denominator = np.broadcast_to(1.0 - into * back, graph.shape)
+        updated = np.where(denominator > 0, (graph + into * out)
+                           / np.where(denominator > 0, denominator, 1.0), 0.0)
+        np.fill_diagonal(updated, 0.0)
+        updated[~active, :] = 0.0
+        updated[:, ~active] = 0.0
+        graph = updated
+    return [float(v) for v in adjusted]
+
+
 def weighted_holm_adjust(p_values: list[float], weights: list[float],
                          total: float = 1.0) -> list[float]:
     """Weighted Holm (Holm 1979) adjusted p-values for a family whose weights sum to ``total``,

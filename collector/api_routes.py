@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -51,6 +51,19 @@ def _finite(value: float | None) -> float | None:
     return value
 
 
+_EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2262, 4, 11, tzinfo=UTC)
+
+
+def _storable_time(value: datetime | None) -> datetime | None:
+    """A time the tables can hold (DateTime64: 1970-01-01 .. 2262-04-11 UTC)."""
+    if value is None:
+        return value
+    moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not _EARLIEST <= moment < _LATEST:
+        raise ValueError("must be between 1970-01-01 and 2262-04-11 (UTC)")
+    return value
+
+
 class EvalResultIn(BaseModel):
     """One evaluator verdict on one span; snake_case or the column names (PascalCase)."""
 
@@ -79,6 +92,11 @@ class EvalResultIn(BaseModel):
     @classmethod
     def _score_is_finite(cls, value: float | None) -> float | None:
         return _finite(value)
+
+    @field_validator("timestamp", "span_timestamp")
+    @classmethod
+    def _time_is_storable(cls, value: datetime | None) -> datetime | None:
+        return _storable_time(value)
 
     def row(self, project: str) -> dict[str, Any]:
         row = self.model_dump(by_alias=True, exclude_none=True)
@@ -116,6 +134,11 @@ class VerdictIn(BaseModel):
     window: str = ""
     reasons: list[Any] | dict[str, Any] = Field(default_factory=list)
     report: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("score")
+    @classmethod
+    def _score_is_finite(cls, value: float) -> float | None:
+        return _finite(value)
 
 
 _EVAL_LIST = TypeAdapter(list[EvalResultIn])

@@ -499,10 +499,21 @@ CONVENTIONS: tuple[Convention, ...] = (TraceAI(), OpenInference(), OpenLLMetry()
 _ANY_MARKER = frozenset(marker for c in CONVENTIONS for marker in c.markers)
 
 
-def normalize(attrs: Attributes) -> bool:
-    """Add canonical GenAI attributes to ``attrs`` (in place); False when no convention applied."""
-    if _ANY_MARKER.isdisjoint(attrs):
+def finish_reasons_from_messages(attrs: Attributes) -> bool:
+    """Fill ``gen_ai.response.finish_reasons`` from the output messages' finish reasons (the
+    OTel OpenAI instrumentation records them only there on streams); True when it did."""
+    output = attrs.get(A.GEN_AI_OUTPUT_MESSAGES)
+    if not output or attrs.get(A.GEN_AI_RESPONSE_FINISH_REASONS) \
+            or '"finish_reason"' not in output:
         return False
+    put_finish_reasons(attrs, finish_reasons_of(messages.loads(output)))
+    return bool(attrs.get(A.GEN_AI_RESPONSE_FINISH_REASONS))
+
+
+def normalize(attrs: Attributes) -> bool:
+    """Add canonical GenAI attributes to ``attrs`` (in place); False when nothing was added."""
+    if _ANY_MARKER.isdisjoint(attrs):
+        return finish_reasons_from_messages(attrs)
     applied = False
     for convention in CONVENTIONS:
         if convention.detects(attrs):

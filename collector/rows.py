@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from canarytrace import attributes as A
@@ -30,6 +30,7 @@ MAX_TIMESTAMP_NS = 2**63 - 1  # DateTime64(9) ends at 2262-04-11
 
 MESSAGES_SHOWN = 5
 _BRACKETS = re.compile(r"[\[\]{}]")
+_JSON_OPENERS = ("[", "{", " ", "\t", "\n", "\r")
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 
@@ -189,28 +190,28 @@ class RowBuilder:
         if len(key_values) > limits.max_attributes_per_span:
             raise SpanRejected(f"{len(key_values)} attributes; the limit is "
                                f"{limits.max_attributes_per_span}")
-        result: dict[str, str] = {}
-        kv: KeyValue
-        for kv in key_values:
-            value = kv.value
-            text = value.string_value
-            if not text and value.WhichOneof("value") != "string_value":
-                text = value_to_str(value)
-            result[kv.key] = text
-        if result and max(map(len, result)) > limits.max_attribute_key_length:
+        result = {kv.key: (value := kv.value).string_value or value_to_str(value)
+                  for kv in key_values}  # one pass: upb field access is the cost here
+        if not result:
+            return result
+        if max(map(len, result)) > limits.max_attribute_key_length:
             longest = max(map(len, result))
             raise SpanRejected(f"attribute key of {longest} characters; the limit is "
                                f"{limits.max_attribute_key_length}")
-        self.check_nesting(result)
-        self.truncate(result, out)
+        longest_value = max(map(len, result.values()))
+        if longest_value > limits.max_json_depth:  # nesting deeper needs more characters
+            self.check_nesting(result)
+        if longest_value > limits.max_attribute_length:
+            self.truncate(result, out)
         return result
 
     def check_nesting(self, attributes: dict[str, str]) -> None:
         """Refuse values that look like JSON nested deeper than ``max_json_depth``."""
         limit = self.limits.max_json_depth
         for key, value in attributes.items():
-            head = value[:1]
-            if head not in ("[", "{") and not (head.isspace() and value.lstrip()[:1] in "[{"):
+            if len(value) <= limit or not value.startswith(_JSON_OPENERS):
+                continue
+            if value.lstrip()[:1] not in ("[", "{"):
                 continue
             if value.count("[") + value.count("{") <= limit:
                 continue

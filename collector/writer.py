@@ -129,9 +129,12 @@ class Writer:
         if now - self._housekept < HOUSEKEEPING_S:
             return
         self._housekept = now
-        self.spool.rescan()
-        if self.spool.broken is not None:
-            self.spool.probe()
+        try:
+            self.spool.rescan()
+            if self.spool.broken is not None:
+                self.spool.probe()
+        except OSError as exc:  # out of descriptors, say: the inserts will say so too
+            log.warning("spool housekeeping failed: %s", exc)
 
     def _store(self, segment: Segment) -> None:
         """Insert one sealed segment, quarantining only records the store refuses."""

@@ -22,6 +22,9 @@ from canarytrace.dashboards.panels import Dashboard, Panel, Variable, load_dashb
 
 OUTPUT = Path(__file__).parent / "grafana" / "canarytrace.json"
 PLUGIN_ID = "grafana-clickhouse-datasource"
+PLUGIN_VERSION = "4.0.0"
+"""The ClickHouse plugin version the targets are written for (``pluginVersion``: without it
+the plugin treats a target as a pre-v4 query and migrates it)."""
 DATASOURCE = {"type": PLUGIN_ID, "uid": "${datasource}"}
 GRID_COLUMNS, PANEL_HEIGHT = 24, 8
 FORMAT_TIMESERIES, FORMAT_TABLE = 0, 1
@@ -34,7 +37,7 @@ def build(prices_path: str | None = None) -> dict[str, Any]:
     dashboard = load_dashboard(prices_path)
     return {
         "__requires": [{"type": "datasource", "id": PLUGIN_ID, "name": "ClickHouse",
-                        "version": "4.0.0"}],
+                        "version": PLUGIN_VERSION}],
         "uid": "canarytrace",
         "title": "canarytrace: canary LLM",
         "description": "Eval-fail rate per evaluator, base vs candidate, next to latency, "
@@ -97,6 +100,7 @@ def _panel(panel: Panel, number: int, grid: dict[str, int]) -> dict[str, Any]:
             "refId": "A",
             "datasource": DATASOURCE,
             "editorType": "sql",
+            "pluginVersion": PLUGIN_VERSION,
             "queryType": "table" if table_like else "timeseries",
             "format": FORMAT_TABLE if table_like else FORMAT_TIMESERIES,
             "rawSql": panel.sql,

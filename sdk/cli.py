@@ -42,6 +42,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         "OTLP/HTTP collector, query API and dashboard on :4318"),
     "keys": Subcommand(
         "canarytrace.collector.keys_command", "collector", "create and list API keys"),
+    "spool": Subcommand("canarytrace.collector.spool_command", "collector", "list/replay spool"),
     "evaluate": Subcommand(
         "canarytrace.evaluators.evaluate_command", "evaluators",
         "score sampled spans in a time window into eval_results"),

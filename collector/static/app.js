@@ -911,7 +911,9 @@ function initialRange() {
   const select = document.querySelector("#filters [name=range]");
   if (!wanted || !/^\d+$/.test(wanted)) return;
   if (![...select.options].some((o) => o.value === wanted)) {
-    select.append(el("option", { value: wanted }, `Last ${formatDuration(Number(wanted) * 1000)}`));
+    const seconds = Number(wanted);
+    const label = seconds % 3600 === 0 ? `${seconds / 3600} h` : `${Math.round(seconds / 60)} min`;
+    select.append(el("option", { value: wanted }, `Last ${label}`));
   }
   select.value = wanted;
 }

@@ -45,6 +45,8 @@ class Traffic:
     evals: list[dict[str, Any]] = field(default_factory=list)
     feedback: list[dict[str, Any]] = field(default_factory=list)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    """otel_metrics_histogram rows: the GenAI client metrics of the same calls."""
 
 
 class _Generator:
@@ -235,13 +237,81 @@ def make_traffic(project: str = "default", requests: int = 240, hours: float = 6
         generator.request(index, first_ns + index * step_ns + generator.rng.randrange(step_ns // 2))
     generator.feedback(now)
     generator.verdicts(now)
+    traffic.metrics = genai_metrics(traffic)
     return traffic
+
+
+def genai_metrics(traffic: Traffic, every_s: int = 300) -> list[dict[str, Any]]:
+    """The traffic's LLM calls as cumulative gen_ai.client.token.usage and
+    gen_ai.client.operation.duration histograms, one point per model and ``every_s``."""
+    calls = sorted((int(round(float(s["Timestamp"]) * NS)), s) for s in traffic.spans
+                   if s["SpanAttributes"].get(A.GEN_AI_REQUEST_MODEL))
+    if not calls:
+        return []
+    start, step = calls[0][0], every_s * NS
+    totals: dict[tuple[str, str, str], list[float]] = {}
+    rows = []
+    for bucket in range(start, calls[-1][0] + step, step):
+        for _ns, span in [c for c in calls if bucket <= c[0] < bucket + step]:
+            attrs = span["SpanAttributes"]
+            model = attrs[A.GEN_AI_REQUEST_MODEL]
+            for metric, kind, value in (
+                    (A.METRIC_TOKEN_USAGE, A.TOKEN_TYPE_INPUT,
+                     float(attrs.get(A.GEN_AI_USAGE_INPUT_TOKENS, 0))),
+                    (A.METRIC_TOKEN_USAGE, A.TOKEN_TYPE_OUTPUT,
+                     float(attrs.get(A.GEN_AI_USAGE_OUTPUT_TOKENS, 0))),
+                    (A.METRIC_OPERATION_DURATION, "", span["Duration"] / NS)):
+                total = totals.setdefault((span["ServiceName"], model, metric + kind), [0.0, 0])
+                total[0] += value
+                total[1] += 1
+        for (service, model, key), (total, count) in totals.items():
+            metric = A.METRIC_TOKEN_USAGE if key.startswith(A.METRIC_TOKEN_USAGE) \
+                else A.METRIC_OPERATION_DURATION
+            attributes = {A.GEN_AI_REQUEST_MODEL: model, A.GEN_AI_OPERATION_NAME: "chat"}
+            if metric == A.METRIC_TOKEN_USAGE:
+                attributes[A.GEN_AI_TOKEN_TYPE] = key[len(metric):]
+            rows.append({
+                "ResourceAttributes": {A.SERVICE_NAME: service, A.CANARY_PROJECT: traffic.project},
+                "ServiceName": service, "MetricName": metric,
+                "MetricUnit": "{token}" if metric == A.METRIC_TOKEN_USAGE else "s",
+                "Attributes": attributes, "StartTimeUnix": format_ns(start),
+                "TimeUnix": format_ns(bucket + step), "Count": count, "Sum": total,
+                "AggregationTemporality": 2})
+    return rows
+
+
+def metrics_request(traffic: Traffic) -> Any:
+    """The traffic's metric rows as an OTLP ExportMetricsServiceRequest."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    def pairs(mapping: dict[str, str]) -> list[Any]:
+        return [KeyValue(key=k, value=AnyValue(string_value=v)) for k, v in mapping.items()]
+
+    request = ExportMetricsServiceRequest()
+    for row in traffic.metrics:
+        resource = request.resource_metrics.add()
+        resource.resource.attributes.extend(pairs({A.SERVICE_NAME: row["ServiceName"]}))
+        metric = resource.scope_metrics.add().metrics.add()
+        metric.name, metric.unit = row["MetricName"], row["MetricUnit"]
+        metric.histogram.aggregation_temporality = row["AggregationTemporality"]
+        point = metric.histogram.data_points.add()
+        point.attributes.extend(pairs(row["Attributes"]))
+        point.start_time_unix_nano = int(round(float(row["StartTimeUnix"]) * NS))
+        point.time_unix_nano = int(round(float(row["TimeUnix"]) * NS))
+        point.count, point.sum = row["Count"], row["Sum"]
+    return request
 
 
 def seed_store(store: Store, traffic: Traffic) -> Traffic:
     """Write ``traffic`` through the Store's public insert methods."""
+    from canarytrace.store.telemetry import Telemetry
+
     store.insert_spans(traffic.spans)
     store.insert_eval_results(traffic.evals)
+    Telemetry(store).insert("otel_metrics_histogram", traffic.metrics)
     store.insert_feedback(traffic.feedback)
     for verdict in traffic.verdicts:
         store.insert_verdict(verdict)
@@ -280,7 +350,9 @@ def readable_spans(traffic: Traffic) -> list[Any]:
 
 
 def export_spans(traffic: Traffic, collector_url: str, api_key: str | None = None) -> None:
-    """Send the spans with the OpenTelemetry OTLP/HTTP exporter, in batches of 512."""
+    """Send the spans with the OpenTelemetry OTLP/HTTP exporter, in batches of 512, and the
+    GenAI client metrics to /v1/metrics."""
+    import httpx
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import SpanExportResult
 
@@ -292,6 +364,9 @@ def export_spans(traffic: Traffic, collector_url: str, api_key: str | None = Non
             assert exporter.export(spans[i:i + 512]) == SpanExportResult.SUCCESS
     finally:
         exporter.shutdown()
+    httpx.post(f"{collector_url}/v1/metrics", content=metrics_request(traffic).SerializeToString(),
+               headers={**headers, "Content-Type": "application/x-protobuf"},
+               timeout=30).raise_for_status()
 
 
 def post_evals_and_verdicts(traffic: Traffic, collector_url: str,

@@ -102,6 +102,25 @@ def test_grafana_sql_uses_only_plugin_macros_and_dashboard_variables(title):
     assert "{{" not in sql, "a build-time placeholder was left in the Grafana SQL"
 
 
+def test_every_chart_names_its_unit_on_its_axis():
+    """The page and Grafana title each chart's y axis with what it counts, in what unit."""
+    for panel in panels.load_dashboard().panels:
+        if panel.kind == "table":
+            continue
+        assert panel.axis, f"panel {panel.id} has no axis title"
+        assert "(" in panel.axis or " per " in panel.axis, f"{panel.id}: {panel.axis!r}"
+        grafana = GRAFANA_PANELS[panel.title]["fieldConfig"]["defaults"]["custom"]
+        assert grafana["axisLabel"] == panel.axis
+
+
+def test_eval_results_are_never_pooled_across_evaluators():
+    """Every panel reading eval_results groups by evaluator: a pooled rate can improve while
+    a critical evaluator regresses."""
+    for panel in panels.load_dashboard().panels:
+        if "eval_results" in panel.sql:
+            assert re.search(r"GROUP BY[^\n]*\bEvaluator\b", panel.sql), panel.id
+
+
 def test_grafana_provides_the_filters_service_route_cohort_model():
     for name in ("service", "route", "cohort", "model"):
         variable = next(v for v in GRAFANA["templating"]["list"] if v["name"] == name)

@@ -242,6 +242,10 @@ def test_replay_of_a_generic_dataset_through_a_running_collector(checkpoints,
                        "--json", str(tmp_path / "report.json"))
         report = json.loads((tmp_path / "report.json").read_text())
     assert report["configurations"] == ["max_new_tokens=4", "max_new_tokens=6"]
+    # without -o the HTML report is written anyway, next to the run's manifest
+    pages = sorted((tmp_path / "state" / "replay").glob("*.html"))
+    assert len(pages) == 1 and pages[0].with_suffix(".jsonl").is_file()
+    assert "Verdict:" in pages[0].read_text()
     assert [(a["configuration"], a["variant"], a["answers"]) for a in report["arms"]] == [
         ("max_new_tokens=4", "base", 3), ("max_new_tokens=4", "candidate", 3),
         ("max_new_tokens=6", "base", 3), ("max_new_tokens=6", "candidate", 3)]

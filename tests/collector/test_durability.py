@@ -1,6 +1,6 @@
-"""Acknowledged means durable: a SIGKILLed collector loses nothing it acknowledged, a store
-outage fills the spool up to its limit (then 503 + Retry-After), and everything drains once,
-with no duplicates, when the store is back."""
+"""Acknowledged means durable: a SIGKILLed collector loses nothing it acknowledged; a store
+whose disk is full fills the spool up to its limit (then 503 + Retry-After), and everything
+drains once, with no duplicates, when space is freed."""
 
 from __future__ import annotations
 
@@ -10,8 +10,17 @@ import time
 import httpx
 
 from tests.collector import otlp_payloads as P
-from tests.collector.conftest import spans_of, wait_for, wait_for_spans
+from tests.collector.conftest import wait_for, wait_for_spans
 from tests.support.collector import CollectorProcess
+from tests.support.faults import (
+    Streamer,
+    assert_stored_once,
+    fill,
+    free,
+    metric,
+    tmpfs,
+    wait_until,
+)
 
 
 def send_batch(http: httpx.Client, url: str, service: str,
@@ -21,22 +30,6 @@ def send_batch(http: httpx.Client, url: str, service: str,
     response = http.post(f"{url}/v1/traces", content=P.protobuf_body(spans, service=service),
                          headers=P.PROTOBUF)
     return response, [s["span_id"].hex() for s in spans]
-
-
-def stored_copies(collector: CollectorProcess, service: str) -> dict[str, int]:
-    """SpanId -> number of rows in otel_traces, read without FINAL (every physical copy)."""
-    store = collector.open_store()
-    try:
-        rows = store.query(f"SELECT SpanId, count() AS n FROM {store.table('otel_traces')} "
-                           "WHERE ServiceName = {s:String} GROUP BY SpanId", {"s": service})
-    finally:
-        store.close()
-    return {row["SpanId"]: row["n"] for row in rows}
-
-
-def metric(url: str, name: str) -> float:
-    lines = httpx.get(f"{url}/metrics").text.splitlines()
-    return float(next(line for line in lines if line.startswith(name + " ")).split()[-1])
 
 
 def test_sigkill_mid_stream_loses_no_acknowledged_span_and_stores_none_twice(new_collector):
@@ -70,44 +63,45 @@ def test_sigkill_mid_stream_loses_no_acknowledged_span_and_stores_none_twice(new
     collector.start()  # replays the spool
     wait_for_spans(collector.url, len(acknowledged), timeout=60, service="stream")
     collector.stop()
-    copies = stored_copies(collector, "stream")
-    assert set(acknowledged) <= set(copies)
-    assert max(copies.values()) == 1
+    assert_stored_once(collector, "stream", acknowledged)
 
 
-def test_store_outage_fills_the_spool_then_503_then_drains_without_duplicates(tmp_path,
-                                                                              new_collector):
-    outage = tmp_path / "store-is-down"
-    outage.touch()
-    collector = new_collector(CANARYTRACE_WRITER_FAULT_FILE=str(outage),
-                              CANARYTRACE_SPOOL_MAX_BYTES="400000")
-    collector.start()
-    acknowledged: list[str] = []
-    with httpx.Client(timeout=10) as http:
-        for _ in range(500):
-            refused, ids = send_batch(http, collector.url, "outage", 25)
-            if refused.status_code != 200:
-                break
-            acknowledged += ids
-        again, _ = send_batch(http, collector.url, "outage", 25)
-    assert len(acknowledged) >= 200 and again.status_code == 503
-    assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
-    assert "spool" in refused.text
-    readiness = httpx.get(f"{collector.url}/readyz")
-    assert readiness.status_code == 503 and readiness.json()["spool_has_room"] is False
-    assert metric(collector.url, "canarytrace_spool_bytes") > 300_000
-    wait_for(lambda: metric(collector.url, "canarytrace_flush_failures_total") >= 1,
-             what="the writer to hit the outage")
-    assert spans_of(collector.url, service="outage") == []
+def test_store_disk_full_under_load_keeps_every_span_then_drains_once_space_is_freed(
+        tmp_path):
+    """The store's disk (a real tmpfs) fills up under load: ClickHouse refuses inserts with
+    NOT_ENOUGH_SPACE. That is an outage, not poison: segments stay, /readyz turns not ready,
+    the spool fills to its limit and then 503 + Retry-After; once space is freed, everything
+    drains, once each, and nothing went to spool/dead."""
+    with tmpfs(tmp_path / "store-disk", "48m") as disk:
+        collector = CollectorProcess(tmp_path / "collector", store_dir=disk / "db", env={
+            "CANARYTRACE_SPOOL_DIR": str(tmp_path / "spool"),  # on another disk
+            "CANARYTRACE_SPOOL_MAX_BYTES": str(1_500_000)})
+        collector.start()
+        try:
+            with httpx.Client(timeout=10) as probe, Streamer(collector.url, "diskfull") as load:
+                load.wait_acked(1000)
+                fill(disk)
+                wait_until(lambda: not ready(probe, collector.url)["store_accepts_inserts"],
+                           what="the writer to report the full disk")
+                load.wait_status(503)  # the spool reached its limit: refused, never acked
+                assert load.retry_after == {"5"}
+                readiness = ready(probe, collector.url)
+                assert "NOT_ENOUGH_SPACE" in readiness["outage"] or "space" in readiness["outage"]
+                assert not readiness["spool_has_room"]
+                acked_while_full = len(load.acked)
+                free(disk)
+                load.wait_acked(acked_while_full + 1000)  # accepting again
+                wait_until(lambda: ready(probe, collector.url)["ready"], what="ready again")
+            wait_until(lambda: metric(probe, collector.url, "canarytrace_spool_bytes") < 1000,
+                       what="the spool to drain")
+            assert metric(probe, collector.url, "canarytrace_spans_quarantined_total") == 0
+            collector.stop()
+            copies = assert_stored_once(collector, "diskfull", load.acked)
+            assert set(copies) == set(load.acked)  # refused requests stored nothing
+            assert not list((collector.spool_dir / "dead").glob("*.seg"))
+        finally:
+            collector.kill()
 
-    outage.unlink()  # the store is back
-    wait_for_spans(collector.url, len(acknowledged), timeout=60, service="outage")
-    wait_for(lambda: metric(collector.url, "canarytrace_spool_bytes") < 1000, what="drained")
-    with httpx.Client(timeout=10) as http:
-        response, late = send_batch(http, collector.url, "outage", 5)
-    assert response.status_code == 200
-    wait_for_spans(collector.url, len(acknowledged) + 5, service="outage")
-    collector.stop()
-    copies = stored_copies(collector, "outage")
-    assert set(copies) == set(acknowledged) | set(late)
-    assert max(copies.values()) == 1
+
+def ready(client: httpx.Client, url: str) -> dict:
+    return client.get(f"{url}/readyz").json()

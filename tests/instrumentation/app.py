@@ -1,6 +1,6 @@
 """A user's OpenAI-client app: ``ct.init``, ``ct.expect`` and one stock instrumentor, nothing else.
 
-    python -m tests.instrumentation.app INSTRUMENTATION OPENAI_BASE_URL COLLECTOR_URL
+    python -m tests.instrumentation.app INSTRUMENTATION OPENAI_BASE_URL COLLECTOR_URL [SERVICE]
 
 INSTRUMENTATION is one of ``INSTRUMENTORS``. The app makes the calls in ``CALLS`` against the
 (fake) OpenAI-compatible server, each inside ``ct.request(route=..., cohort=...)`` and the
@@ -64,13 +64,14 @@ def call(client: Any, spec: dict[str, Any]) -> dict[str, Any]:
     return {"text": "".join(text), "tools": [], "finish": finish}
 
 
-def main(instrumentation: str, openai_url: str, collector_url: str) -> None:
+def main(instrumentation: str, openai_url: str, collector_url: str,
+         service: str | None = None) -> None:
     import openai
 
     import canarytrace as ct
 
     importlib.import_module(INSTRUMENTORS[instrumentation]).OpenAIInstrumentor().instrument()
-    ct.init(service_name=f"app-{instrumentation}", endpoint=collector_url)
+    ct.init(service_name=service or f"app-{instrumentation}", endpoint=collector_url)
     client = openai.OpenAI(base_url=openai_url, api_key="sk-test", max_retries=0)
     answers = {}
     for name, spec in CALLS.items():
@@ -83,4 +84,4 @@ def main(instrumentation: str, openai_url: str, collector_url: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

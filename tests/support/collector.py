@@ -38,9 +38,12 @@ class CollectorProcess:
     """One ``canarytrace serve`` process on 127.0.0.1 with its own store, spool and keys."""
 
     def __init__(self, directory: Path, env: Mapping[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), store_dir: Path | None = None,
+                 max_open_files: int | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._store_dir = Path(store_dir) if store_dir else self.directory / "db"
+        self.max_open_files = max_open_files  # RLIMIT_NOFILE of the serve process
         self.port = free_port()
         self.args = args
         self.env = {**os.environ, **FAST_FLUSH, "CANARYTRACE_STORE": f"chdb://{self.store_dir}",
@@ -55,20 +58,20 @@ class CollectorProcess:
 
     @property
     def store_dir(self) -> Path:
-        return self.directory / "db"
+        return self._store_dir
 
     @property
     def state_dir(self) -> Path:
         """The store's own state folder (spool, keys, auth marker): ``<store>-state``."""
-        return self.directory / "db-state"
+        return self.store_dir.with_name(f"{self.store_dir.name}-state")
 
     @property
     def keys_file(self) -> Path:
-        return self.state_dir / "keys.json"
+        return Path(self.env.get("CANARYTRACE_KEYS_FILE") or self.state_dir / "keys.json")
 
     @property
     def spool_dir(self) -> Path:
-        return self.state_dir / "spool"
+        return Path(self.env.get("CANARYTRACE_SPOOL_DIR") or self.state_dir / "spool")
 
     def start(self, timeout: float = 60.0) -> None:
         """Start serving and wait until ``/readyz`` says ready."""
@@ -76,7 +79,7 @@ class CollectorProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "canarytrace.cli", "serve", "--port", str(self.port),
              *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            cwd=self.directory)
+            cwd=self.directory, preexec_fn=self._limit_files if self.max_open_files else None)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -91,6 +94,16 @@ class CollectorProcess:
             time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"collector not ready after {timeout}s:\n{self.log_tail()}")
+
+    def _limit_files(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_open_files, self.max_open_files))
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM (graceful: last flush to the store) and wait; returns the exit code."""
@@ -126,6 +139,11 @@ class CollectorProcess:
 
         assert self.process is None or self.process.poll() is not None, "stop the collector first"
         return Store.from_url(f"chdb://{self.store_dir}")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``canarytrace <args>`` with this collector's environment (same store)."""
+        return subprocess.run([sys.executable, "-m", "canarytrace.cli", *args], env=self.env,
+                              capture_output=True, text=True, timeout=120)
 
     def create_key(self, project: str) -> str:
         """``canarytrace keys create`` against this collector's keys file; returns the key."""

@@ -44,7 +44,7 @@ def expr_to_python(expression: str) -> str:
             out.append(_WORDS.get(text, text))
         else:
             out.append(text)
-    return "".join(out)
+    return "".join(out).strip()
 
 
 def _evaluate(node: ast.AST, env: Mapping[str, Any]) -> Any:
