@@ -290,6 +290,10 @@ class SliceValues:
     candidate: np.ndarray
     paired: np.ndarray
     time: np.ndarray
+    cluster: np.ndarray | None = None
+
+    def clusters_of(self, rows: np.ndarray) -> np.ndarray | None:
+        return None if self.cluster is None else self.cluster[rows]
 
     def in_time_order(self, mask: np.ndarray) -> np.ndarray:
         """Indices of the rows in ``mask``, oldest request first (the sequences' order)."""
@@ -309,10 +313,11 @@ def _measure_slices(metric: MetricSamples, policy: MetricPolicy, inputs: Compari
     results = []
     for slice_, rows in slices:
         values = SliceValues(metric.name, metric.base, metric.candidate, metric.paired,
-                             metric.time)
+                             metric.time, metric.cluster)
         if rows is not None:
             values = SliceValues(metric.name, metric.base[rows], metric.candidate[rows],
-                                 metric.paired[rows], metric.time[rows])
+                                 metric.paired[rows], metric.time[rows],
+                                 None if metric.cluster is None else metric.cluster[rows])
         seed = [settings.seed, zlib.crc32(f"{metric.name}|{slice_.name}".encode())]
         result = _MEASURES[metric.kind](values, slice_, policy, paired_mode, alpha, settings,
                                         seed)
@@ -363,6 +368,7 @@ def _paired_rate(result: MetricResult, metric: SliceValues, alpha: float, settin
     change = metric.candidate[order] - metric.base[order]
     harm = change if result.policy.bad == UP else -change
     result.sequence = HarmSequence(EB, (harm + 1) / 2, scale=2.0, offset=-1.0)
+    clustered = st.cluster_means(harm, metric.clusters_of(order))
     if n >= result.policy.min_samples:  # a slice too small to judge needs no interval
         result.interval = st.paired_binary_bootstrap_interval(
             counts, alpha, settings.bootstrap_resamples, seed)
@@ -378,6 +384,29 @@ def _paired_rate(result: MetricResult, metric: SliceValues, alpha: float, settin
                       "fixed_horizon_test": "exact McNemar",
                       "fixed_horizon_interval": "paired bootstrap (percentile)",
                       "anytime_interval": EB_NAME}
+    if clustered is not None:
+        _clustered_rate(result, clustered, alpha, settings, seed)
+
+
+def _clustered_rate(result: MetricResult, clustered: tuple[np.ndarray, np.ndarray],
+                    alpha: float, settings: Policy, seed: list[int]) -> None:
+    """Pairs in clusters (a replay prompt's trials and sweep values): each cluster's mean
+    harm is one independent observation, for the test, both intervals and the sequence."""
+    harm, sizes = clustered
+    direction = 1.0 if result.policy.bad == UP else -1.0
+    result.sequence = HarmSequence(EB, (harm + 1) / 2, scale=2.0, offset=-1.0)
+    result.p_anytime = st.betting_anytime_p(harm)
+    result.p_value = (float(sps.ttest_1samp(harm, 0.0).pvalue) if harm.size > 1
+                      and harm.std() > 0 else None)
+    if result.interval is not None:
+        low, high = st.paired_bootstrap_interval(direction * harm, alpha,
+                                                 settings.bootstrap_resamples, seed)
+        result.interval = (low, high)
+    result.testable = bool(np.any(harm != 0))
+    result.details.update(clusters=int(harm.size), largest_cluster=int(sizes.max()),
+                          test="betting test on cluster means (Waudby-Smith & Ramdas 2024)",
+                          fixed_horizon_test="t-test on cluster means",
+                          fixed_horizon_interval="cluster bootstrap (percentile)")
 
 
 def _unpaired_rate(result: MetricResult, metric: SliceValues, alpha: float) -> None:
@@ -421,7 +450,7 @@ def _measure_mean(metric: SliceValues, slice_: Slice, policy: MetricPolicy, pair
     if paired_mode:
         order = metric.in_time_order(metric.paired)
         _paired_mean(result, metric.candidate[order] - metric.base[order], alpha, settings,
-                     seed)
+                     seed, metric.clusters_of(order))
     elif base.size >= 2 and candidate.size >= 2:
         _unpaired_mean(result, base, candidate, alpha)
         arms_in_order = [metric.base[metric.in_time_order(~np.isnan(metric.base))],
@@ -432,7 +461,7 @@ def _measure_mean(metric: SliceValues, slice_: Slice, policy: MetricPolicy, pair
 
 
 def _paired_mean(result: MetricResult, differences: np.ndarray, alpha: float,
-                 settings: Policy, seed: list[int]) -> None:
+                 settings: Policy, seed: list[int], clusters: np.ndarray | None = None) -> None:
     if differences.size < 2:
         return
     result.n = differences.size
@@ -449,6 +478,19 @@ def _paired_mean(result: MetricResult, differences: np.ndarray, alpha: float,
     result.details = {"test": "mixture SPRT on the mean paired difference",
                       "interval": "paired bootstrap (percentile)",
                       "anytime_interval": NORMAL_NAME}
+    clustered = st.cluster_means(differences, clusters)
+    if clustered is not None and clustered[0].size >= 2:
+        means = clustered[0]
+        result.interval = st.paired_bootstrap_interval(means, alpha,
+                                                       settings.bootstrap_resamples, seed)
+        spread = float(means.std(ddof=1))
+        result.p_value = (float(sps.ttest_1samp(means, 0.0).pvalue) if spread > 0 else None)
+        result.p_anytime = st.msprt_anytime_p(float(means.mean()), spread ** 2 / means.size,
+                                              _mixing_sds(result.policy, 2 * spread))
+        result.sequence = HarmSequence(NORMAL, means if result.policy.bad == UP else -means)
+        result.details.update(clusters=int(means.size), largest_cluster=int(clustered[1].max()),
+                              test="mixture SPRT on cluster means",
+                              interval="cluster bootstrap (percentile)")
 
 
 def _unpaired_mean(result: MetricResult, base: np.ndarray, candidate: np.ndarray,
@@ -545,8 +587,15 @@ def _measure_win_rate(metric: SliceValues, slice_: Slice, policy: MetricPolicy,
         result.p_anytime = st.discordant_anytime_p(worse, better)
         result.testable = worse + better > 0
         # harm = 1/2 - win rate (bad down) or win rate - 1/2: a bounded mean, like a rate
-        result.sequence = (HarmSequence(EB, outcomes, scale=-1.0, offset=0.5)
-                           if policy.bad != UP else HarmSequence(EB, outcomes, offset=-0.5))
+        clustered = st.cluster_means(outcomes, metric.clusters_of(
+            metric.in_time_order(~np.isnan(metric.candidate))))
+        observed = outcomes if clustered is None else clustered[0]
+        result.sequence = (HarmSequence(EB, observed, scale=-1.0, offset=0.5)
+                           if policy.bad != UP else HarmSequence(EB, observed, offset=-0.5))
+        if clustered is not None:  # one cluster, one observation
+            harm = (0.5 - observed if policy.bad != UP else observed - 0.5) * 2
+            result.p_anytime = st.betting_anytime_p(harm)
+            result.testable = bool(np.any(harm != 0))
         result.details = {"wins": wins, "losses": losses, "ties": ties,
                           "test": "Beta-mixture sequential test on wins vs losses",
                           "anytime_interval": EB_NAME}

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-ALL_SHARE = 0.3
+ALL_SHARE = 0.1
 NAMED_SHARE = 0.2
 METRIC_RESERVE = 0.2
 SLICE_RESERVE = 0.2
@@ -108,7 +108,8 @@ class Family:
                        late_slices=self.late_slices + new_s)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": FAMILY_VERSION, "rule": "graphical weighted Bonferroni over critical metric x slice",
+        return {"version": FAMILY_VERSION,
+                "rule": "graphical weighted Bonferroni over critical metric x slice",
                 "all_share": ALL_SHARE if self.sliced else 1.0,
                 "named_share": NAMED_SHARE if self.known_metrics else 0.0,
                 "metric_reserve": METRIC_RESERVE if self.known_evaluators else 1.0,

@@ -65,7 +65,7 @@ def ensure_rollout(store: Store, project: str, ref: str, base: str | None = None
     are given; (rollout, started). Raises RolloutNotFound, or GateError for a bad start."""
     found = find_rollout(store, project, ref)
     if found is not None:
-        return found, False
+        return _same_models(found, base, candidate), False
     if not base or not candidate:
         raise rollouts.RolloutNotFound(
             f"no rollout {ref!r} in project {project!r} (name the base and candidate models "
@@ -81,6 +81,17 @@ def ensure_rollout(store: Store, project: str, ref: str, base: str | None = None
             return rollouts.start_rollout(store, spec, project), True
         except rollouts.RolloutError as exc:
             raise GateError(str(exc)) from exc
+
+
+def _same_models(rollout: dict[str, Any], base: str | None,
+                 candidate: str | None) -> dict[str, Any]:
+    """``rollout``, unless the gate names other models than it compares (a stale config)."""
+    for given, key in ((base, "base_model"), (candidate, "candidate_model")):
+        if given and given != rollout[key]:
+            raise GateError(f"rollout {rollout['name'] or rollout['id']!r} compares "
+                            f"{rollout['base_model']!r} with {rollout['candidate_model']!r}, "
+                            f"not {base!r} with {candidate!r}")
+    return rollout
 
 
 def look(store: Store, project: str, rollout: dict[str, Any]) -> dict[str, Any]:

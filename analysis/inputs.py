@@ -1,7 +1,9 @@
 """What a comparison reads from the store: per-request outcomes of the base and the candidate.
 
 A *request* is one unit of comparison. Mirrored traffic shares ``canary.pair_id`` between the
-base call and the candidate's shadow call, so a request is a PairId; canary-split traffic has
+base call and the candidate's shadow call (``ct.Canary`` in one process, or the request id a
+mesh keeps on its mirrored copy, in two services with two traces: the key is the PairId
+alone, whatever the service or trace), so a request is a PairId; canary-split traffic has
 no PairId, so a request is its trace (ct.Canary starts one trace per request). Within a
 request each arm's call is its earliest-starting span of that model (the outermost, when an
 arm has nested LLM spans). A request is *paired* when it has a PairId and both arms.
@@ -93,11 +95,14 @@ class MetricSamples:
     dims: dict[str, Dimension] = field(default_factory=dict)
     evaluator_kind: str | None = None
     """"pass_rate" or "score" for an evaluator's metric, None for built-in metrics."""
+    cluster: np.ndarray | None = None
+    """Per request, a code of its cluster of correlated requests (``CLUSTER_KEY``)."""
 
     def take(self, mask: np.ndarray) -> MetricSamples:
         return replace(self, time=self.time[mask], base=self.base[mask],
                        candidate=self.candidate[mask], paired=self.paired[mask],
-                       dims={name: dim.take(mask) for name, dim in self.dims.items()})
+                       dims={name: dim.take(mask) for name, dim in self.dims.items()},
+                       cluster=None if self.cluster is None else self.cluster[mask])
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,12 @@ REQUEST_KEY = "cityHash64(if(PairId != '', PairId, TraceId))"
 """One request: its mirroring PairId, else its trace (hashed: grouping by a UInt64 is faster
 than by a string; a collision among a million requests has odds of about 1 in 10^7)."""
 
+CLUSTER_KEY = ("cityHash64(if(any(PairId) != '', splitByChar('.', any(PairId))[1], "
+               "any(TraceId)))")
+"""A request's cluster: a PairId written ``CLUSTER.REST`` (replay: the prompt, shared by its
+trials and sweep values) puts every request with that CLUSTER in one cluster of correlated
+requests; any other request is a cluster of its own."""
+
 
 def _dimension_columns(dims: Iterable[str], indent: str = "    ") -> str:
     """``any(Cohort) AS cohort,`` lines: a request's arms share route, cohort and service."""
@@ -200,6 +211,7 @@ SELECT
     Evaluator                           AS evaluator,
     toFloat64(min(SpanTimestamp))       AS time,
 {_dimension_columns(dims)}    max(PairId != '')                   AS has_pair_id,
+    {CLUSTER_KEY} AS cluster,
     {first("Passed", "base")}      AS base_passed,
     {first("Passed", "candidate")} AS candidate_passed,
     {first("Score", "base")}       AS base_score,
@@ -225,6 +237,7 @@ def _spans_sql(table: Callable[[str], str], dims: list[str]) -> str:
 SELECT
     toFloat64(min(Timestamp))           AS time,
 {_dimension_columns(dims)}    max(PairId != '')                   AS has_pair_id,
+    {CLUSTER_KEY} AS cluster,
     {_arm_first("Duration", "base")} / 1e6      AS base_latency_ms,
     {_arm_first("Duration", "candidate")} / 1e6 AS candidate_latency_ms,
     {_arm_max("OutputTokens", "base")}      AS base_output_tokens,
@@ -278,7 +291,8 @@ def _pairwise_sql(table: Callable[[str], str], dims: list[str]) -> str:
     return f"""
 SELECT
     toFloat64(min(SpanTimestamp))       AS time,
-{_dimension_columns(dims)}    argMin(Label, SpanTimestamp)        AS label
+{_dimension_columns(dims)}    {CLUSTER_KEY} AS cluster,
+    argMin(Label, SpanTimestamp)        AS label
 FROM {table('eval_results')} FINAL
 WHERE Project = {{project:String}}
   AND Evaluator = {{pairwise:String}}
@@ -325,7 +339,8 @@ def _evaluator_metrics(columns: Mapping[str, Any], dims: list[str]) -> list[Metr
             name, RATE if is_rate else MEAN, time[rows], base, candidate,
             _paired(has_pair_id[rows], base, candidate),
             {dim: d.take(rows) for dim, d in _dims(columns, dims).items()},
-            evaluator_kind="pass_rate" if is_rate else "score"))
+            evaluator_kind="pass_rate" if is_rate else "score",
+            cluster=np.asarray(columns["cluster"])[rows]))
     return sorted(metrics, key=lambda m: m.name)
 
 
@@ -352,7 +367,8 @@ def _span_metrics(columns: Mapping[str, Any], dims: list[str]) -> list[MetricSam
         candidate = _floats(columns[f"candidate_{column}"])
         pair_ids = unpaired if name == FALLBACK_RATE else has_pair_id
         metrics.append(MetricSamples(name, kind, time, base, candidate,
-                                     _paired(pair_ids, base, candidate), _dims(columns, dims)))
+                                     _paired(pair_ids, base, candidate), _dims(columns, dims),
+                                     cluster=np.asarray(columns["cluster"])))
     return metrics
 
 
@@ -375,4 +391,5 @@ def _pairwise_metrics(columns: Mapping[str, Any], dims: list[str]) -> list[Metri
     outcome = values[labels.codes]
     return [MetricSamples(PAIRWISE_WIN_RATE, WIN_RATE, _floats(columns["time"]),
                           np.full(outcome.size, np.nan), outcome,
-                          np.zeros(outcome.size, dtype=bool), _dims(columns, dims))]
+                          np.zeros(outcome.size, dtype=bool), _dims(columns, dims),
+                          cluster=np.asarray(columns["cluster"]))]

@@ -9,7 +9,8 @@ Each prompt gets its own LLM span, labelled with the model's name: its messages,
 answer and token counts, ``ct.expect`` with the row's expectations, the seed
 (``gen_ai.request.seed``), the configuration as ``canary.cohort``, the dataset as
 ``canary.route``, and a ``canary.pair_id`` that base and candidate share for the same prompt
-x trial x configuration. Spans leave through the real OTLP/HTTP exporter to a collector.
+x trial x configuration (``PROMPT.REST``, so the comparison clusters a prompt's pairs).
+Spans leave through the real OTLP/HTTP exporter to a collector.
 
 Runs resume: a JSONL manifest (``<state dir>/replay/<run id>.jsonl``) records each answer
 once its span was exported, keyed by the configuration's generation arguments, trial and
@@ -158,9 +159,12 @@ class ReplayPlan:
         return self.seed + trial
 
     def pair_id(self, configuration: Configuration, trial: int, key: str) -> str:
-        """Shared by the base and candidate answers to one prompt x trial x configuration."""
+        """Shared by the base and candidate answers to one prompt x trial x configuration,
+        written ``PROMPT.REST``: the comparison treats the pairs of one prompt (its trials and
+        sweep values) as one cluster of correlated pairs (``inputs.CLUSTER_KEY``)."""
         text = f"{self.run_id}|{_canonical(self.generation_kwargs(configuration))}|{trial}|{key}"
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
+        prompt = hashlib.sha256(f"{self.run_id}|{key}".encode()).hexdigest()[:16]
+        return f"{prompt}.{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def _canonical(value: Any) -> str:

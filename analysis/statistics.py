@@ -325,6 +325,40 @@ def normal_mixture_lower_bound(values: np.ndarray, alpha: float, target_n: int =
     return -normal_mixture_upper_bound(-np.asarray(values, dtype=float), alpha, target_n)
 
 
+def betting_anytime_p(values: np.ndarray, cap: float = 0.5) -> float:
+    """Always-valid p-value that the mean of ``values`` in [-1, 1] is above 0, in arrival
+    order: ``1 / max_t K_t`` for the capital ``K_t = prod (1 + lambda_i x_i)`` of the
+    aGRAPA bets ``lambda_i = clip(mu_{i-1} / (sigma2_{i-1} + mu_{i-1}^2), 0, cap)`` of
+    Waudby-Smith & Ramdas (2024, section 5.3); under the null K is a nonnegative
+    supermartingale, so Ville's inequality makes the p-value valid at every look."""
+    x = np.clip(np.asarray(values, dtype=float), -1.0, 1.0)
+    if x.size == 0:
+        return 1.0
+    t = np.arange(1, x.size + 1, dtype=float)
+    mean = np.cumsum(x) / (t + 1)
+    variance = (0.25 + np.cumsum((x - mean) ** 2)) / (t + 1)
+    previous_mean = np.concatenate(([0.0], mean[:-1]))
+    previous_variance = np.concatenate(([0.25], variance[:-1]))
+    bets = np.clip(previous_mean / (previous_variance + previous_mean ** 2), 0.0, cap)
+    log_capital = np.cumsum(np.log1p(bets * x))
+    return float(min(1.0, math.exp(-max(0.0, float(log_capital.max())))))
+
+
+def cluster_means(values: np.ndarray, clusters: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-cluster means of ``values`` (in arrival order), clusters in order of their first
+    value, and the cluster sizes; None when no cluster holds more than one value."""
+    if clusters is None or values.size == 0:
+        return None
+    _, first, inverse, counts = np.unique(clusters, return_index=True, return_inverse=True,
+                                          return_counts=True)
+    if counts.max() <= 1:
+        return None
+    means = np.bincount(inverse, weights=np.asarray(values, dtype=float)) / counts
+    order = np.argsort(first, kind="stable")
+    return means[order], counts[order]
+
+
 # --- multiplicity -----------------------------------------------------------------------------
 
 def graphical_adjust(p_values: list[float], weights: list[float],

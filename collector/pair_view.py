@@ -9,6 +9,7 @@ nested spans add (eval results, parser errors, the output).
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -212,8 +213,6 @@ def answer_text(output_messages: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _compact(value: Any) -> str:
-    import json
-
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 

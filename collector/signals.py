@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format
@@ -36,7 +37,7 @@ from canarytrace.collector.rows import (
     SpanRejected,
     value_to_str,
 )
-from canarytrace.store.timestamps import format_ns
+from canarytrace.store.timestamps import NS_PER_S
 
 _ID_KEYS = ("traceId", "trace_id", "spanId", "span_id")
 
@@ -139,9 +140,12 @@ def _hex(raw: bytes, size: int, what: str) -> str:
 
 
 def _time(ns: int, what: str) -> str:
+    """``YYYY-MM-DD hh:mm:ss.nnnnnnnnn`` (UTC): unambiguous for ClickHouse even near 1970,
+    where ``seconds.nanoseconds`` text is read as a date."""
     if ns > MAX_TIMESTAMP_NS:
         raise SpanRejected(f"{what} {ns} is after 2262")
-    return format_ns(ns)
+    seconds, nanos = divmod(ns, NS_PER_S)
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%d %H:%M:%S}.{nanos:09d}"
 
 
 class SignalBuilder:

@@ -21,9 +21,12 @@ MAX_REQUEST_ID_LENGTH = 256
 
 
 def clean_request_id(value: Any) -> str | None:
-    """``value`` as a pair key: stripped printable text of at most 256 characters, else None."""
+    """``value`` (text, bytes or an integer id) as a pair key: stripped printable text of at
+    most 256 characters, else None."""
     if isinstance(value, bytes):
         value = value.decode("latin-1")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     if not isinstance(value, str):
         return None
     value = value.strip()

@@ -392,13 +392,15 @@ ORDER BY (TraceId, Start)
 {opts.ttl("Start")}{opts.settings("ttl_only_drop_parts = 1")}"""
     select = ("SELECT TraceId, min(Timestamp) AS Start, max(Timestamp) AS End "
               "FROM {source} WHERE TraceId != '' GROUP BY TraceId")
-    return [
+    statements = [
         *create_table(opts, table, body, "cityHash64(TraceId)"),
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv{opts.on_cluster()}\n"
         f"TO {db}.{opts.local(table)}\nAS "
         + select.format(source=f"{db}.{opts.local('otel_traces')}"),
-        f"INSERT INTO {db}.{table} " + select.format(source=f"{db}.otel_traces"),
     ]
+    if not opts.cluster:  # DDL only on a cluster: backfill there with this INSERT by hand
+        statements.append(f"INSERT INTO {db}.{table} " + select.format(source=f"{db}.otel_traces"))
+    return statements
 
 
 @dataclass(frozen=True)

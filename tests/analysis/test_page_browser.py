@@ -31,7 +31,8 @@ pytestmark = pytest.mark.skipif(
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 PANELS = "[...document.querySelectorAll('.panel')]"
 SPAN_ROWS = "[...document.querySelectorAll('.span-row')]"
-PANELS_SETTLED = f"{PANELS}.length > 0 && {PANELS}.every(p => p.dataset.state !== 'loading')"
+PANELS_SETTLED = (f"{PANELS}.length > 0 && {PANELS}.every(p => p.dataset.state !== 'loading')"
+                  " && !!document.querySelector('.canary[data-verdict]')")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def page(served):
     collector, _ = served
     with Browser.launch() as browser:
         page = browser.new_page(width=1440, height=1000)
-        page.goto(f"{collector.url}/")
+        page.goto(f"{collector.url}/?range=21600")  # the seeded 5.5 hours
         page.wait_for(PANELS_SETTLED, timeout=60)
         yield page
 
@@ -122,8 +123,9 @@ def test_trace_list_filters_by_outcome(page, served):
 
 def test_compare_view_shows_the_verdict(page, served):
     collector, traffic = served
-    probe = httpx.get(f"{collector.url}/api/compare",
-                      params={"base": traffic.base_model, "candidate": traffic.candidate_model})
+    probe = httpx.get(f"{collector.url}/api/compare",  # sliced as the page slices
+                      params={"base": traffic.base_model, "candidate": traffic.candidate_model,
+                              "by": "route,cohort"})
     if probe.status_code == 404 and "Not Found" in probe.text:
         pytest.fail("GET /api/compare is not served: collector/app.py must include "
                     "canarytrace.collector.compare_route.router")

@@ -14,6 +14,7 @@ import canarytrace as ct
 from canarytrace import attributes as A
 from tests.collector import otlp_payloads as P
 from tests.collector.conftest import spans_of, wait_for_spans
+from tests.support.faults import assert_stored_once, stored_copies
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -106,3 +107,48 @@ def test_a_revoked_key_stops_working_without_restart(collector, keys):
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "no key with id" in missing.stderr
     assert spans_of(collector.url, bearer(keys["beta"]), service="alpha-app") == []
+
+
+def test_revoking_the_last_key_or_losing_the_file_refuses_everyone_until_auth_none(
+        new_collector):
+    """Authentication is a mode: once a key existed, revoking the last one (or deleting
+    keys.json) refuses every request instead of opening the store; ``--auth none`` is the
+    operator's explicit way back. Spans acknowledged before are all stored, once."""
+    collector = new_collector("last-key")
+    collector.start()
+    key = collector.create_key("solo")
+    acked = []
+    for _ in range(3):
+        spans = [P.span("before-revoke") for _ in range(20)]
+        response = httpx.post(f"{collector.url}/v1/traces", headers={**P.PROTOBUF, **bearer(key)},
+                              content=P.protobuf_body(spans, service="last-key"))
+        assert response.status_code == 200
+        acked += [s["span_id"].hex() for s in spans]
+    wait_for_spans(collector.url, len(acked), bearer(key), service="last-key")
+    revoked = keys_cli(collector, "revoke", key.split("_")[1])
+    assert revoked.returncode == 0 and "that was the last key" in revoked.stderr
+
+    def refused() -> None:
+        body = P.protobuf_body([P.span("after-revoke")], service="last-key")
+        for headers in ({}, bearer(key)):
+            response = httpx.post(f"{collector.url}/v1/traces", content=body,
+                                  headers={**P.PROTOBUF, **headers})
+            assert response.status_code == 401
+            assert httpx.get(f"{collector.url}/api/spans", headers=headers).status_code == 401
+
+    refused()
+    message = status_pb2.Status.FromString(httpx.post(
+        f"{collector.url}/v1/traces", content=P.protobuf_body([P.span()]),
+        headers={**P.PROTOBUF, **bearer(key)}).content).message
+    assert "no API keys are configured" in message and "--auth none" in message
+    collector.keys_file.unlink()  # keys.json lost: still closed
+    refused()
+    collector.stop()
+    assert_stored_once(collector, "last-key", acked)
+    assert set(stored_copies(collector, "last-key")) == set(acked)
+
+    collector.args = ("--auth", "none")
+    collector.start()
+    assert httpx.post(f"{collector.url}/v1/traces", headers=P.PROTOBUF,
+                      content=P.protobuf_body([P.span("open")], service="open")).status_code == 200
+    assert wait_for_spans(collector.url, 1, service="open")[0]["Project"] == "default"

@@ -78,23 +78,24 @@ def test_store_disk_full_under_load_keeps_every_span_then_drains_once_space_is_f
             "CANARYTRACE_SPOOL_MAX_BYTES": str(1_500_000)})
         collector.start()
         try:
-            with httpx.Client(timeout=10) as probe, Streamer(collector.url, "diskfull") as load:
-                load.wait_acked(1000)
-                fill(disk)
-                wait_until(lambda: not ready(probe, collector.url)["store_accepts_inserts"],
-                           what="the writer to report the full disk")
-                load.wait_status(503)  # the spool reached its limit: refused, never acked
-                assert load.retry_after == {"5"}
-                readiness = ready(probe, collector.url)
-                assert "NOT_ENOUGH_SPACE" in readiness["outage"] or "space" in readiness["outage"]
-                assert not readiness["spool_has_room"]
-                acked_while_full = len(load.acked)
-                free(disk)
-                load.wait_acked(acked_while_full + 1000)  # accepting again
-                wait_until(lambda: ready(probe, collector.url)["ready"], what="ready again")
-            wait_until(lambda: metric(probe, collector.url, "canarytrace_spool_bytes") < 1000,
-                       what="the spool to drain")
-            assert metric(probe, collector.url, "canarytrace_spans_quarantined_total") == 0
+            with httpx.Client(timeout=10) as probe:
+                with Streamer(collector.url, "diskfull") as load:
+                    load.wait_acked(1000)
+                    fill(disk)
+                    wait_until(lambda: not ready(probe, collector.url)["store_accepts_inserts"],
+                               what="the writer to report the full disk")
+                    load.wait_status(503)  # the spool reached its limit: refused, never acked
+                    assert load.retry_after == {"5"}
+                    readiness = ready(probe, collector.url)
+                    assert "NOT_ENOUGH_SPACE" in readiness["outage"]
+                    assert not readiness["spool_has_room"]
+                    acked_while_full = len(load.acked)
+                    free(disk)
+                    load.wait_acked(acked_while_full + 1000)  # accepting again
+                    wait_until(lambda: ready(probe, collector.url)["ready"], what="ready again")
+                wait_until(lambda: metric(probe, collector.url, "canarytrace_spool_bytes") < 1000,
+                           what="the spool to drain")
+                assert metric(probe, collector.url, "canarytrace_spans_quarantined_total") == 0
             collector.stop()
             copies = assert_stored_once(collector, "diskfull", load.acked)
             assert set(copies) == set(load.acked)  # refused requests stored nothing

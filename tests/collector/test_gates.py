@@ -174,6 +174,9 @@ def test_argo_errors_are_non_2xx(gate):
     assert tools.measure(unknown.status_code, unknown.json(), metric) == tools.ERROR
     wrong_key = httpx.get(url, headers={"Authorization": "Bearer ct_nope_nope"})
     assert wrong_key.status_code == 401
+    other = httpx.get(f"{collector.url}/api/rollouts/{argo_name('promote')}/verdict",
+                      params={"base": "support-7b", "candidate": "support-8b"}, headers=headers)
+    assert other.status_code == 400 and "not 'support-7b' with 'support-8b'" in other.text
     same = httpx.get(f"{collector.url}/api/rollouts/x-1/verdict",
                      params={"base": "m", "candidate": "m"}, headers=headers)
     assert same.status_code == 400 and "same model" in same.json()["detail"]

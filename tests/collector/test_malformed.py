@@ -42,6 +42,13 @@ def bomb() -> bytes:
     return b"".join([compressor.compress(chunk) for _ in range(100)] + [compressor.flush()])
 
 
+def nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
 VALID = proto(P.span())
 CASES = [  # id, body, headers, status, message fragment
     ("protobuf-garbage", b"\x0a\xff\xff\xff\xff\x0f", P.PROTOBUF, 400,
@@ -80,6 +87,10 @@ CASES = [  # id, body, headers, status, message fragment
      400, "body is not valid gzip data"),
     ("gzip-truncated", gzip.compress(VALID)[:-12], {**P.PROTOBUF, "Content-Encoding": "gzip"},
      400, "gzip body is truncated"),
+    ("gzip-trailing-garbage", gzip.compress(VALID) + b"not a gzip member",
+     {**P.PROTOBUF, "Content-Encoding": "gzip"}, 400, "body is not valid gzip data (member 2)"),
+    ("gzip-second-member-truncated", gzip.compress(VALID) + gzip.compress(VALID)[:-12],
+     {**P.PROTOBUF, "Content-Encoding": "gzip"}, 400, "gzip body is truncated"),
     ("gzip-bomb", bomb(), {**P.PROTOBUF, "Content-Encoding": "gzip"}, 413,
      "decompressed body exceeds the 8388608-byte limit"),
     ("body-over-limit", proto(P.span(attributes={"blob": "x" * (9 * MIB)})), P.PROTOBUF, 413,
@@ -97,6 +108,17 @@ CASES = [  # id, body, headers, status, message fragment
      P.PROTOBUF, 400, "link trace_id must be 16 bytes, got 4"),
     ("no-start-time", proto(bad_span(start_time_unix_nano=0)), P.PROTOBUF, 400,
      "start_time_unix_nano 0 is outside 1970..2262"),
+    ("negative-span-kind", proto(bad_span(kind=-1)), P.PROTOBUF, 400,
+     "kind -1 is not a SpanKind (0..5)"),
+    ("unknown-span-kind", proto(bad_span(kind=9)), P.PROTOBUF, 400, "kind 9 is not a SpanKind"),
+    ("negative-status-code", proto(bad_span(status=(-2, "x"))), P.PROTOBUF, 400,
+     "status code -2 is not a StatusCode (0..2)"),
+    ("json-negative-span-kind", json_span_doc(kind=-3), P.JSON, 400, "kind -3 is not a SpanKind"),
+    ("deeply-nested-message-json", proto(bad_span(attributes={
+        "gen_ai.input.messages": "[" * 5000 + "]" * 5000})), P.PROTOBUF, 400,
+     "attribute gen_ai.input.messages holds JSON nested 5000 levels deep; the limit is 64"),
+    ("deeply-nested-json-in-resource", proto(P.span(), resource={"deep": " " + "{" * 99}),
+     P.PROTOBUF, 400, "resource attribute deep holds JSON nested 99 levels deep"),
     ("absurd-attribute-count", proto(bad_span(attributes={f"a{i}": i for i in range(5000)})),
      P.PROTOBUF, 400, "5000 attributes; the limit is 1024"),
     ("absurd-attribute-key", proto(bad_span(attributes={"k" * 100_000: 1})), P.PROTOBUF, 400,
@@ -133,3 +155,21 @@ def test_malformed_inputs_stored_nothing(collector):
     assert [s["SpanName"] for s in spans_of(collector.url)] == ["sentinel"]
     metrics = httpx.get(f"{collector.url}/metrics").text
     assert 'canarytrace_requests_refused_total{status="415"} 3.0' in metrics
+
+
+def test_headers_over_the_limit_get_431_and_the_connection_is_closed(collector):
+    response = httpx.get(f"{collector.url}/healthz", headers={"X-Junk": "x" * (70 * 1024)})
+    assert response.status_code == 431
+    assert "request headers exceed 65536 bytes" in response.text
+    assert httpx.get(f"{collector.url}/healthz").status_code == 200
+
+
+def test_json_nested_within_the_limit_is_stored(collector):
+    nested_ok = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "x",
+                                                        "meta": nested(20)}]}])
+    body = P.protobuf_body([P.span("nested-ok", attributes={"gen_ai.input.messages": nested_ok})],
+                           service=MARKER + "-nested")
+    assert httpx.post(f"{collector.url}/v1/traces", content=body,
+                      headers=P.PROTOBUF).status_code == 200
+    (span,) = wait_for_spans(collector.url, 1, service=MARKER + "-nested")
+    assert httpx.get(f"{collector.url}/api/traces/{span['TraceId']}").status_code == 200

@@ -20,21 +20,17 @@ def serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*SERVE, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_serve_prints_where_it_listens_its_store_and_the_dashboard(tmp_path):
+def test_serve_says_where_it_listens_and_a_second_serve_on_its_store_is_one_line(tmp_path):
     with running_collector(tmp_path) as collector:
         deadline = time.monotonic() + 10
         while "listening on" not in collector.log_tail() and time.monotonic() < deadline:
             time.sleep(0.1)
-        lines = [line for line in collector.log_tail().splitlines() if "listening on" in line]
-    assert lines == [f"canarytrace serve: listening on {collector.url} (OTLP/HTTP "
-                     f"{collector.url}/v1/traces), store chdb://{collector.store_dir}, "
-                     f"dashboard {collector.url}/"]
-
-
-def test_a_second_serve_on_the_same_store_is_one_line_naming_the_holder(tmp_path):
-    with running_collector(tmp_path) as collector:
+        started = [line for line in collector.log_tail().splitlines() if "listening on" in line]
         second = serve("--port", "0", "--store", f"chdb://{collector.store_dir}")
         pid = collector.process.pid
+    assert started == [f"canarytrace serve: listening on {collector.url} (OTLP/HTTP "
+                       f"{collector.url}/v1/traces), store chdb://{collector.store_dir}, "
+                       f"dashboard {collector.url}/"]
     assert second.returncode == 2
     assert second.stderr.count("\n") == 1, second.stderr
     assert f"the store at {collector.store_dir} is in use by process {pid}" in second.stderr

@@ -2,8 +2,9 @@
 
 A path is dotted, ``[]`` for list items, ``*`` for a map's keys and ``**`` below a field that
 keeps unknown fields (``x-kubernetes-preserve-unknown-fields``). The lists in
-``crd_fields/`` were extracted from the tools' own CRD files (first lines say from where)
-with::
+``crd_fields/`` were extracted from the tools' own CRD files (first lines say from where;
+``kubernetes-*`` list the core fields used, from the Kubernetes API reference, and
+``@include LIST PREFIX`` reuses another list's paths) with::
 
     python -m tests.deploy.crd CRD.yaml KIND [--omit PATH_PREFIX ...] > crd_fields/NAME.txt
 """
@@ -59,9 +60,13 @@ Trie = dict[str, "Trie"]
 def load_fields(name: str) -> Trie:
     """The field paths of ``crd_fields/NAME.txt`` (plus standard ObjectMeta) as a trie."""
     lines = (FIELDS / f"{name}.txt").read_text().splitlines()
+    for line in [line for line in lines if line.startswith("@include ")]:
+        _, other, prefix = line.split()
+        lines += [f for f in (FIELDS / f"{other}.txt").read_text().splitlines()
+                  if f.startswith(prefix)]
     trie: Trie = {}
     for line in [*lines, *OBJECT_META]:
-        if line and not line.startswith("#"):
+        if line and not line.startswith(("#", "@")):
             node = trie
             for segment in line.split("."):
                 node = node.setdefault(segment, {})

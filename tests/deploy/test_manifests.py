@@ -18,7 +18,10 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 FIELD_LISTS = {("argoproj.io/v1alpha1", "AnalysisTemplate"): "argo-analysistemplate",
                ("argoproj.io/v1alpha1", "Rollout"): "argo-rollout",
                ("flagger.app/v1beta1", "Canary"): "flagger-canary",
-               ("flagger.app/v1beta1", "MetricTemplate"): "flagger-metrictemplate"}
+               ("flagger.app/v1beta1", "MetricTemplate"): "flagger-metrictemplate",
+               ("v1", "Namespace"): "kubernetes-namespace",
+               ("v1", "Service"): "kubernetes-service",
+               ("apps/v1", "StatefulSet"): "kubernetes-statefulset"}
 RULE_FIELDS = {"groups", "groups[]", "groups[].name", "groups[].interval", "groups[].limit",
                "groups[].rules", "groups[].rules[]"}
 RULE_KEYS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
@@ -125,3 +128,23 @@ def test_prometheus_rules_use_only_rule_file_fields():
             assert "alert" in rule and "expr" in rule
             assert re.fullmatch(r"\d+[smh]", rule.get("for", "0s"))
     assert paths <= RULE_FIELDS
+
+
+def test_the_gates_point_at_the_collector_the_cluster_manifest_runs():
+    namespace, service, statefulset = documents("kubernetes/canarytrace.yaml")
+    address = (f"http://{service['metadata']['name']}.{service['metadata']['namespace']}"
+               f".svc.cluster.local:{service['spec']['ports'][0]['port']}")
+    assert namespace["metadata"]["name"] == service["metadata"]["namespace"]
+    (template,) = documents("argo/analysis-template.yaml")
+    url = next(a["value"] for a in template["spec"]["args"] if a["name"] == "canarytrace-url")
+    (canary,) = documents("flagger/canary.yaml")
+    (rollout,) = documents("argo/rollout.yaml")
+    env = {e["name"]: e for e in rollout["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert url == address == env["CANARYTRACE_ENDPOINT"]["value"]
+    assert all(w["url"] == f"{address}/api/flagger" for w in canary["spec"]["analysis"]["webhooks"])
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    assert service["spec"]["selector"] == statefulset["spec"]["template"]["metadata"]["labels"]
+    assert container["ports"][0]["containerPort"] == service["spec"]["ports"][0]["targetPort"]
+    fields = Settings.model_fields
+    for variable in container["env"]:
+        assert variable["name"].removeprefix("CANARYTRACE_").lower() in fields

@@ -194,14 +194,13 @@ def test_metrics_and_log_events_reach_their_tables(served):
     for r in metrics:  # cumulative histograms: the latest point has the largest sum
         key = (r["ServiceName"], r["Attributes"].get(A.GEN_AI_TOKEN_TYPE, ""))
         used[key] = max(used.get(key, 0.0), r["Sum"])
-    print(used)
     usages = {n: fake_openai.usage(request_of(n), fake_openai.answer(request_of(n)))
               for n in CALLS}
     unstreamed = [u for n, u in usages.items() if not CALLS[n].get("stream")]
-    assert used[("app-openai-v2-logs", A.TOKEN_TYPE_INPUT)] == sum(
-        u["prompt_tokens"] for u in unstreamed)  # it records no usage metric for streams
-    assert used[("app-openai-v2-logs", A.TOKEN_TYPE_OUTPUT)] == sum(
-        u["completion_tokens"] for u in unstreamed)
+    for service in ("app-openai-v2-logs", "app-openllmetry"):  # no usage metric on streams
+        assert used[(service, A.TOKEN_TYPE_INPUT)] == sum(u["prompt_tokens"] for u in unstreamed)
+        assert used[(service, A.TOKEN_TYPE_OUTPUT)] == sum(
+            u["completion_tokens"] for u in unstreamed)
     logged = {(r["ServiceName"], r["EventName"]) for r in events}
     assert ("app-openai-v2-logs", A.EVENT_INFERENCE_DETAILS) in logged
     assert all(r["SpanId"] for r in events if r["EventName"] == A.EVENT_INFERENCE_DETAILS)

@@ -108,6 +108,8 @@ def test_request_records_its_id_as_the_pair_key_on_nested_spans(traced):
         with ct.agent("support"):
             generate("inside")
     generate("outside")
+    with ct.request(42) as numeric:  # a queue's integer message id
+        assert numeric == "42"
     inside = [s for s in traced.spans() if A.CANARY_PAIR_ID in s.attributes]
     assert {s.name for s in inside} == {"invoke_agent support", "chat tuned-7b"}
     assert all(labels(s) == {A.CANARY_PAIR_ID: "req-41", A.CANARY_COHORT: "pro",
