@@ -8,6 +8,7 @@ Every route is scoped to the project of the caller's API key. Reads:
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from collections.abc import Callable
@@ -155,7 +156,9 @@ async def _parse(request: Request, collector: Collector, adapter: TypeAdapter[An
     try:
         return adapter.validate_json(body)
     except ValidationError as exc:
-        raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from exc
+        errors = json.loads(exc.json(include_url=False, include_context=False),
+                            parse_constant=lambda _: None)  # an echoed NaN input becomes null
+        raise HTTPException(422, errors) from exc
 
 
 def _columns(model: BaseModel, **extra: Any) -> dict[str, Any]:

@@ -17,8 +17,13 @@ import threading
 import time
 
 import httpx
+import orjson
 import pytest
 
+from canarytrace.collector.keys import KeyRing
+from canarytrace.collector.rows import Limits, RowBuilder
+from canarytrace.collector.spool import MAGIC_JSON, Record, write_segment
+from canarytrace.store.timestamps import format_ns
 from tests.collector import otlp_payloads as P
 from tests.collector.conftest import wait_for_spans
 from tests.support.collector import CollectorProcess
@@ -256,5 +261,33 @@ def test_a_refused_request_is_quarantined_alone_and_replayed_with_the_spool_comm
         wait_for_spans(collector.url, 70, service="mixed", timeout=30)
         collector.stop()
         assert_stored_once(collector, "mixed", [i for b in batches for i in ids(b)])
+    finally:
+        collector.kill()
+
+
+def test_an_upgrade_adopts_the_old_shared_spool_and_keys(tmp_path):
+    """Spans an older version acknowledged into the shared ``spool/`` next to the store (as
+    JSONEachRow text, one from 1971 among them) are stored by the new version, and the old
+    ``keys.json`` keeps guarding the store."""
+    old_rows = RowBuilder(Limits()).convert(P.request(
+        [P.span("old-version") for _ in range(5)]
+        + [P.span("old-1971", start_time_unix_nano=10**15, end_time_unix_nano=10**15 + 1)],
+        service="legacy"), "legacy").rows
+    for row in old_rows:  # what the old writer spooled: text timestamps
+        row["Timestamp"] = format_ns(row["Timestamp"])
+    (tmp_path / "spool").mkdir()
+    write_segment(tmp_path / "spool" / "000000000007-0123456789ab.seg", MAGIC_JSON,
+                  [Record(b"\n".join(orjson.dumps(r) for r in old_rows), len(old_rows))])
+    key = KeyRing(tmp_path / "keys.json").create("legacy")
+    collector = CollectorProcess(tmp_path)
+    collector.start()
+    try:
+        assert httpx.get(f"{collector.url}/api/spans").status_code == 401
+        auth = {"Authorization": f"Bearer {key}"}
+        stored = wait_for_spans(collector.url, 6, auth, service="legacy")
+        assert min(s["TimestampNs"] for s in stored) == 10**15
+        assert not list((tmp_path / "spool").glob("*.seg"))
+        collector.stop()
+        assert_stored_once(collector, "legacy", [r["SpanId"] for r in old_rows])
     finally:
         collector.kill()

@@ -8,6 +8,7 @@ import json
 import os
 
 import httpx
+import pytest
 from google.protobuf import json_format
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -191,3 +192,26 @@ def test_verdicts_through_the_api(collector):
     assert json.loads(stored["Reasons"]) == ["too few samples"]
     bad = httpx.post(f"{collector.url}/api/verdicts", json={**verdict, "verdict": "SHIP"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["verdict"]
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/api/verdicts", {"base_model": "b", "candidate_model": "c", "verdict": "HOLD",
+                       "score": "NaN"}, "score"),
+    ("/api/verdicts", {"base_model": "b", "candidate_model": "c", "verdict": "HOLD",
+                       "score": "-Infinity"}, "score"),
+    ("/v1/feedback", {"trace_id": "a" * 32, "score": "NaN"}, "score"),
+    ("/api/eval_results", [{"span_id": "b" * 16, "evaluator": "e", "score": "Infinity"}],
+     "score"),
+    ("/api/eval_results", [{"span_id": "b" * 16, "evaluator": "e", "score": 1,
+                            "span_timestamp": "1900-01-01T00:00:00Z"}], "span_timestamp"),
+    ("/api/eval_results", [{"span_id": "b" * 16, "evaluator": "e", "score": 1,
+                            "timestamp": "9999-12-31T00:00:00Z"}], "timestamp"),
+])
+def test_posts_that_the_tables_cannot_hold_get_422_and_store_nothing(collector, path, body,
+                                                                      field):
+    raw = json.dumps(body).replace('"NaN"', "NaN").replace('"Infinity"', "Infinity") \
+        .replace('"-Infinity"', "-Infinity")
+    response = httpx.post(f"{collector.url}{path}", content=raw,
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert field in response.json()["detail"][0]["loc"]

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from canarytrace.collector.spool import Spool, SpoolFull
+from canarytrace.collector.spool import Spool, SpoolBroken, SpoolFull, SpoolLocked
+from tests.support.faults import fill, free, tmpfs
 
 
 def test_acknowledged_records_survive_a_crash_and_a_torn_tail_is_dropped(tmp_path):
@@ -51,3 +52,32 @@ async def test_concurrent_appends_share_fsyncs_and_all_become_durable(tmp_path):
     payload, rows = spool.read(segment)
     assert rows == 200 and len(payload.split(b"\n")) == 200
     spool.close()
+
+
+def test_one_collector_per_spool_directory(tmp_path):
+    spool = Spool(tmp_path, max_bytes=1_000_000)
+    with pytest.raises(SpoolLocked, match=r"is in use by another collector \(pid \d+\)"):
+        Spool(tmp_path, max_bytes=1_000_000)
+    spool.close()
+    Spool(tmp_path, max_bytes=1_000_000).close()  # free again once closed
+
+
+def test_a_full_disk_fails_only_the_write_that_did_not_fit_and_then_heals(tmp_path):
+    """ENOSPC on the spool's disk (a real tmpfs filled with dd): the request that did not fit
+    is refused (never acknowledged) and cut off again; a new segment cannot be started, so
+    the current one stays; once space is freed the same Spool writes and seals again."""
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        spool = Spool(disk / "spool", max_bytes=100_000_000)
+        spool.wait_durable_sync(spool.append(b"kept-1", rows=1))
+        fill(disk)
+        with pytest.raises(SpoolBroken, match="No space left"):
+            spool.wait_durable_sync(spool.append(b"x" * 200_000, rows=1))
+        assert spool.broken is not None and not spool.probe()
+        with pytest.raises(SpoolBroken, match="cannot start a new spool segment"):
+            spool.seal()
+        free(disk)
+        assert spool.probe() and spool.broken is None
+        spool.wait_durable_sync(spool.append(b"kept-2", rows=1))
+        segment = spool.seal()
+        assert [r.payload for r in spool.contents(segment).records] == [b"kept-1", b"kept-2"]
+        spool.close()

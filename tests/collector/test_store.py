@@ -14,6 +14,7 @@ from canarytrace.collector.spool import Spool
 from canarytrace.collector.writer import Writer
 from canarytrace.store import schema, span_columns
 from canarytrace.store.client import Store
+from canarytrace.store.errors import Fault, classify
 from canarytrace.store.queries import BadQuery, EvalFilter, PageRequest, SpanFilter
 from tests.collector import otlp_payloads as P
 
@@ -230,3 +231,25 @@ def test_cluster_ddl_uses_on_cluster_replicated_engines_and_distributed_tables()
     assert any("cityHash64(TraceId)" in s for s in statements if "obs.otel_traces " in s)
     single = schema.all_statements(schema.SchemaOptions(database="obs"))
     assert not any("ON CLUSTER" in s or "Distributed" in s or "Replicated" in s for s in single)
+
+
+def test_store_errors_are_told_apart_refused_outage_or_unknown(store):
+    """What the writer and the API do with a failure rests on this: refused input is not
+    retried (4xx, or quarantine after splitting), an outage is (503, the spool keeps it)."""
+    def failure(sql: str) -> Exception:
+        with pytest.raises(Exception) as caught:
+            store.client.command(sql)
+        return caught.value
+
+    assert classify(failure("SELECT toDateTime64('not a time', 9)")) is Fault.REFUSED
+    assert classify(failure("SELECT throwIf(1, 'x')")) is Fault.UNKNOWN
+    table = store.table("otel_traces")
+    store.client.command(f"CREATE TABLE IF NOT EXISTS {store.database}.parts_probe "
+                         "(n UInt64) ENGINE = MergeTree PARTITION BY n ORDER BY n")
+    many = failure(f"INSERT INTO {store.database}.parts_probe SELECT number FROM numbers(200)")
+    assert "Too many partitions" in str(many) and classify(many) is Fault.REFUSED
+    assert classify(OSError(24, "Too many open files")) is Fault.OUTAGE
+    with pytest.raises(Exception) as down:  # nothing listens there: connection refused
+        Store.from_url("http://127.0.0.1:9/").client.command("SELECT 1")
+    assert classify(down.value) is Fault.OUTAGE
+    assert store.query(f"SELECT count() AS n FROM {table} WHERE Project = 'never'") == [{"n": 0}]

@@ -244,45 +244,47 @@ def test_bad_log_and_metric_bodies_are_refused_with_the_reason(sent):
     assert response.status_code == 400 and "not a hex string" in response.text
 
 
-def test_evaluate_emit_otel_sends_evaluation_events_that_round_trip(tmp_path):
+def test_evaluate_emit_otel_sends_evaluation_events_that_round_trip(sent):
+    collector, _ = sent
     schema = {"type": "object", "required": ["answer"]}
     span = P.span(attributes={**CHAT, A.CANARY_EXPECT_JSON_SCHEMA: json.dumps(schema),
                               A.GEN_AI_OUTPUT_MESSAGES: json.dumps([{"role": "assistant",
                                   "parts": [{"type": "text", "content": '{"answer": 1}'}]}])})
     receiver = Receiver().start()
     try:
-        with running_collector(tmp_path / "emit") as collector:
-            assert post(collector.url, "/v1/traces", P.protobuf_body([span])).status_code == 200
-            wait_for(lambda: span_of(collector.url, span), what="the span stored")
-            out = subprocess.run(
-                [sys.executable, "-m", "canarytrace.cli", "evaluate", "--since", "1h",
-                 "--collector", collector.url, "--evaluators", "json_validation",
-                 "--emit-otel", receiver.url], cwd=ROOT, capture_output=True, text=True,
-                timeout=120, env={**os.environ, "OTEL_EXPORTER_OTLP_HEADERS": "x-team=ml"})
-            assert out.returncode == 0, out.stderr
-            assert "1 evaluation events sent" in out.stdout
-            (sent_request,) = receiver.on("/v1/logs")
-            assert sent_request.headers["x-team"] == "ml"
-            request = ExportLogsServiceRequest.FromString(sent_request.body)
-            (record,) = request.resource_logs[0].scope_logs[0].log_records
-            assert record.event_name == A.EVENT_EVALUATION_RESULT
-            assert (record.span_id, record.trace_id) == (span["span_id"], span["trace_id"])
-            attributes = {kv.key: kv.value for kv in record.attributes}
-            assert attributes[A.GEN_AI_EVALUATION_NAME].string_value == "json_validation"
-            assert attributes[A.GEN_AI_EVALUATION_SCORE_VALUE].double_value == 1.0
-            assert attributes[A.GEN_AI_EVALUATION_SCORE_LABEL].string_value == "valid"
-            assert attributes[A.CANARY_EVALUATION_PASSED].bool_value is True
-            before = evals_of(collector.url, span)
-            assert post(collector.url, "/v1/logs", sent_request.body).status_code == 200
-            after = evals_of(collector.url, span)
-            keep = ("Evaluator", "EvaluatorVersion", "Score", "Passed", "Model", "Route")
-            assert [{k: r[k] for k in keep} for r in after] == \
-                [{k: r[k] for k in keep} for r in before]
+        # the module's collector: its other spans have no expectations
+        assert post(collector.url, "/v1/traces", P.protobuf_body([span])).status_code == 200
+        wait_for(lambda: span_of(collector.url, span), what="the span stored")
+        out = subprocess.run(
+            [sys.executable, "-m", "canarytrace.cli", "evaluate", "--since", "1h",
+             "--collector", collector.url, "--evaluators", "json_validation",
+             "--emit-otel", receiver.url], cwd=ROOT, capture_output=True, text=True,
+            timeout=120, env={**os.environ, "OTEL_EXPORTER_OTLP_HEADERS": "x-team=ml"})
+        assert out.returncode == 0, out.stderr
+        assert "1 evaluation events sent" in out.stdout
+        (sent_request,) = receiver.on("/v1/logs")
+        assert sent_request.headers["x-team"] == "ml"
+        request = ExportLogsServiceRequest.FromString(sent_request.body)
+        (record,) = request.resource_logs[0].scope_logs[0].log_records
+        assert record.event_name == A.EVENT_EVALUATION_RESULT
+        assert (record.span_id, record.trace_id) == (span["span_id"], span["trace_id"])
+        attributes = {kv.key: kv.value for kv in record.attributes}
+        assert attributes[A.GEN_AI_EVALUATION_NAME].string_value == "json_validation"
+        assert attributes[A.GEN_AI_EVALUATION_SCORE_VALUE].double_value == 1.0
+        assert attributes[A.GEN_AI_EVALUATION_SCORE_LABEL].string_value == "valid"
+        assert attributes[A.CANARY_EVALUATION_PASSED].bool_value is True
+        before = evals_of(collector.url, span)
+        assert post(collector.url, "/v1/logs", sent_request.body).status_code == 200
+        after = evals_of(collector.url, span)
+        keep = ("Evaluator", "EvaluatorVersion", "Score", "Passed", "Model", "Route")
+        assert [{k: r[k] for k in keep} for r in after] == \
+            [{k: r[k] for k in keep} for r in before]
     finally:
         receiver.stop()
 
 
-def test_emit_otel_to_a_dead_endpoint_is_one_clear_error(collector):
+def test_emit_otel_to_a_dead_endpoint_is_one_clear_error(sent):
+    collector, _ = sent
     span = P.span(attributes={**CHAT, A.CANARY_EXPECT_JSON_SCHEMA: '{"type": "object"}'})
     assert post(collector.url, "/v1/traces", P.protobuf_body([span])).status_code == 200
     wait_for(lambda: span_of(collector.url, span), what="the span stored")
