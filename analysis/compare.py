@@ -26,6 +26,7 @@ import math
 import zlib
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -498,7 +499,7 @@ def _unpaired_mean(result: MetricResult, base: np.ndarray, candidate: np.ndarray
     result.n = int(min(base.size, candidate.size))
     result.difference = float(candidate.mean() - base.mean())
     variance = base.var(ddof=1) / base.size + candidate.var(ddof=1) / candidate.size
-    half = sps.norm.ppf(1 - alpha / 2) * math.sqrt(variance)
+    half = _z(alpha) * math.sqrt(variance)
     result.interval = (result.difference - half, result.difference + half)
     spread = float(np.concatenate([base, candidate]).std(ddof=1))
     result.p_value = float(sps.ttest_ind(candidate, base, equal_var=False).pvalue)
@@ -510,10 +511,14 @@ def _unpaired_mean(result: MetricResult, base: np.ndarray, candidate: np.ndarray
                       "anytime_interval": NORMAL_NAME + ", each arm at half the level"}
 
 
+def _z(alpha: float) -> float:
+    return NormalDist().inv_cdf(1 - alpha / 2)
+
+
 def _mean_interval(values: np.ndarray, alpha: float) -> tuple[float, float] | None:
     if values.size < 2:
         return None
-    half = sps.norm.ppf(1 - alpha / 2) * values.std(ddof=1) / math.sqrt(values.size)
+    half = _z(alpha) * values.std(ddof=1) / math.sqrt(values.size)
     return (float(values.mean() - half), float(values.mean() + half))
 
 

@@ -111,7 +111,8 @@ class Policy:
         """The policy-wide settings, as the report shows them."""
         return {"source": self.source, "alpha": self.alpha,
                 "pass_threshold": self.pass_threshold,
-                "marginal_threshold": self.marginal_threshold}
+                "marginal_threshold": self.marginal_threshold,
+                "unjudged_slices": self.unjudged_slices}
 
 
 def default_policy() -> Policy:

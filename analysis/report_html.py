@@ -14,6 +14,7 @@ from string import Template
 from typing import Any
 
 from canarytrace.analysis.compare import format_difference, format_value
+from canarytrace.analysis.report_json import arm_text, shown_interval
 
 WIDTH = 760
 ROW_HEIGHT = 22
@@ -30,7 +31,8 @@ def render_html(report: dict[str, Any]) -> str:
     score = "-" if report["score"] is None else f"{report['score']:.0f}"
     meta = (f"score {score} / 100 (pass {report['policy']['pass_threshold']:g}, marginal "
             f"{report['policy']['marginal_threshold']:g}); project {report['project']}; "
-            f"window {window['since']} to {window['until']}")
+            f"window {window['since']} to {window['until']}"
+            + (f". {report['guarantee']['message']}" if report.get("guarantee") else ""))
     return template.substitute(
         title=escape(f"{report['verdict']}: {report['candidate_model']} vs "
                      f"{report['base_model']}"),
@@ -53,7 +55,7 @@ def render_html(report: dict[str, Any]) -> str:
 def _forest_plots(metrics: list[dict[str, Any]]) -> str:
     by_metric: dict[str, list[dict[str, Any]]] = {}
     for row in metrics:
-        if row["difference"] is not None and row["difference_interval"]:
+        if row["difference"] is not None and shown_interval(row):
             by_metric.setdefault(row["metric"], []).append(row)
     if not by_metric:
         return '<p class="meta">No metric has enough data for an interval yet.</p>'
@@ -64,7 +66,7 @@ def _forest_plots(metrics: list[dict[str, Any]]) -> str:
 def forest_svg(rows: list[dict[str, Any]]) -> str:
     """One metric: a row per slice with the difference, its interval and the threshold."""
     threshold = _signed_threshold(rows[0])
-    ends = [v for row in rows for v in row["difference_interval"] if v is not None]
+    ends = [v for row in rows for v in shown_interval(row) if v is not None]
     span = max([abs(v) for v in ends] + [abs(threshold), 1e-9]) * 1.1
     plot_width = WIDTH - LABEL_WIDTH - VALUE_WIDTH
     height = ROW_HEIGHT * (len(rows) + 1)
@@ -88,7 +90,7 @@ def forest_svg(rows: list[dict[str, Any]]) -> str:
 
 def _forest_row(row: dict[str, Any], index: int, x: Any) -> str:
     y = ROW_HEIGHT * index + ROW_HEIGHT / 2 + 2
-    low, high = (v if v is not None else row["difference"] for v in row["difference_interval"])
+    low, high = (v if v is not None else row["difference"] for v in shown_interval(row))
     color = COLORS[row["classification"]]
     label = escape(f"{row['slice']} (n={row['n']})")
     value = escape(f"{format_difference(row['kind'], row['difference'])} "
@@ -172,10 +174,11 @@ def _log_ticks(low: float, high: float) -> list[float]:
 
 def _table(metrics: list[dict[str, Any]]) -> str:
     header = ("<tr><th>metric</th><th>slice</th><th>n</th><th>base</th><th>candidate</th>"
-              "<th>change</th><th>interval</th><th>p</th><th>result</th></tr>")
+              "<th>change</th><th>interval (anytime for rates and scores)</th><th>p</th>"
+              "<th>result</th></tr>")
     rows = [header]
     for row in metrics:
-        interval = row["difference_interval"] or [None, None]
+        interval = shown_interval(row) or [None, None]
         p = next((row[k] for k in ("p_adjusted", "p_anytime", "p_value") if row[k] is not None),
                  None)
         cells = [escape(row["metric"] + (" *" if row["critical"] else "")), escape(row["slice"]),
@@ -193,4 +196,5 @@ def _table(metrics: list[dict[str, Any]]) -> str:
 def _value(row: dict[str, Any], arm: str) -> str:
     if arm == "base" and row["kind"] == "win_rate":
         return "-"
-    return escape(format_value(row["kind"], row["metric"], row[arm]["value"]))
+    return escape(arm_text(row, arm, format_value(row["kind"], row["metric"],
+                                                  row[arm]["value"])))

@@ -1,9 +1,10 @@
 """The comparison report as JSON: ``canarytrace compare --format json`` and ``GET /api/compare``.
 
-The shape is stable (``schema_version`` 1) and is checked by ``compare_report.schema.json``
-next to this module. Fields:
+The shape is stable (``schema_version`` 2, which added ``guarantee``, ``family`` and the
+per-metric ``alpha`` and ``anytime_interval`` to version 1) and is checked by
+``compare_report.schema.json`` next to this module. Fields:
 
-- ``schema_version`` (1), ``generated_at`` (ISO-8601 UTC), ``project``, ``base_model``,
+- ``schema_version`` (2), ``generated_at`` (ISO-8601 UTC), ``project``, ``base_model``,
   ``candidate_model``, ``window`` {``since``, ``until``} (ISO-8601 UTC),
   ``slicings`` (list of lists of dimensions, e.g. ``[["cohort"]]``).
 - ``policy`` {``source``, ``alpha``, ``pass_threshold``, ``marginal_threshold``}.
@@ -11,7 +12,8 @@ next to this module. Fields:
   ``score`` 0-100 or null (nothing judged yet); ``needed_pairs``: for a HOLD, the most extra
   pairs (or samples per arm) a critical metric needs, else null.
 - ``reasons``: list of {``kind``, ``message``, ``metric``, ``slice``}; ``kind`` is one of
-  critical_regression, regression, score, insufficient_data, no_evaluators, no_data, settled.
+  critical_regression, regression, score, insufficient_data, no_evaluators, no_data, settled,
+  unjudged (a slice PROMOTE did not judge: under min_samples, ``unjudged_slices: list``).
 - ``metrics``: one entry per metric x slice:
   ``metric``, ``kind`` (rate | mean | shift | quantile | win_rate), ``slice`` ("all",
   "cohort=gold", "route=billing/cohort=gold"), ``slice_dims`` {dimension: value},
@@ -24,8 +26,17 @@ next to this module. Fields:
   Mann-Whitney U, t-test), ``p_anytime`` (always-valid p of a regression), ``p_adjusted``
   (Holm), ``classification`` (regression | improvement | pass | inconclusive | insufficient |
   nodata), ``settled``, ``needed`` (extra samples to settle), ``details`` (test-specific).
+  ``alpha`` (this cell's share of alpha in the fixed ROLLBACK family, for rates, scores and
+  win rates), ``anytime_interval`` (the confidence sequence of the difference: its harm end
+  at the policy's alpha, which PROMOTE needs below the threshold, its other end at the
+  cell's ``alpha``). On paired metrics the arms' values are over the same pairs as the
+  difference (``n`` on each arm says how many).
 - ``distributions``: {``latency_ms``: {``edges``, ``base``, ``candidate``}} histogram counts
   on shared log-spaced bins, or {} without latency data.
+- ``guarantee`` {``anytime``, ``window`` (rollout | anchored | sliding), ``message``}: what
+  repeated looks keep; a sliding ``--since`` keeps nothing.
+- ``family``: the fixed alpha split (``analysis/family.py``); ``rollout_id`` when the report
+  is a rollout's.
 
 Rates, win rates and their differences are fractions (0.02 = 2 points); latency is in ms.
 """
@@ -145,6 +156,19 @@ def _clean(value: Any) -> Any:
 
 def _iso(moment: Any) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def shown_interval(row: dict[str, Any]) -> list[float | None] | None:
+    """The interval to show next to a metric's change: the anytime one the verdict uses when
+    there is one (rates, scores, win rates), else the fixed-horizon one."""
+    return row.get("anytime_interval") or row["difference_interval"]
+
+
+def arm_text(row: dict[str, Any], arm: str, value: str) -> str:
+    """An arm's value with its n when that differs from the row's n, so a rate pair and a
+    difference taken over different samples are never shown as if they were one."""
+    n = row[arm]["n"]
+    return value if n == row["n"] or row[arm]["value"] is None else f"{value} (n={n})"
 
 
 def report_schema() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from canarytrace.analysis.compare import format_difference, format_value
 from canarytrace.analysis.console import fit
+from canarytrace.analysis.report_json import arm_text, shown_interval
 
 VERDICT_STYLES = {"PROMOTE": "bold green", "HOLD": "bold yellow", "ROLLBACK": "bold red"}
 CLASS_STYLES = {"regression": "bold red", "improvement": "green", "pass": "green",
@@ -46,6 +47,10 @@ def _header(report: dict[str, Any], title: Text, expand: bool = True) -> Panel:
     window = report["window"]
     lines = [Text(f"window {window['since']} .. {window['until']}; policy "
                   f"{report['policy']['source']}", style="dim")]
+    guarantee = report.get("guarantee")
+    if guarantee:
+        lines.append(Text(guarantee["message"], style="dim" if guarantee["anytime"]
+                          else "yellow"))
     lines += [Text(f"- {reason['message']}") for reason in report["reasons"]]
     return Panel(Group(*lines), title=title, title_align="left", box=box.ROUNDED,
                  expand=expand)
@@ -55,7 +60,7 @@ def _metrics_table(report: dict[str, Any], wide: bool) -> Table:
     table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, collapse_padding=True)
     columns = [("metric", "left"), ("slice", "left"), ("n", "right"), ("base", "right"),
                ("candidate" if wide else "cand", "right"),
-               ("change (CI)" if wide else "change", "right")]
+               ("change (anytime CI)" if wide else "change", "right")]
     columns += [("p", "right")] if wide else []
     for column, justify in [*columns, ("result", "left")]:
         table.add_column(column, justify=justify, no_wrap=True)
@@ -68,24 +73,28 @@ def _metrics_table(report: dict[str, Any], wide: bool) -> Table:
         table.add_row(*cells, Text(row["classification"],
                                    style=CLASS_STYLES[row["classification"]]))
         previous = row["metric"]
-    table.caption = ("* critical. Rates in %, changes in points; latency and tokens: median or "
-                     "p99 and relative shift."
-                     + (" p: always-valid (Holm-adjusted when tested) for rates, scores and "
-                        "win rates; Mann-Whitney for distributions." if wide else ""))
+    table.caption = ("* critical. Rates in %, changes in points; on paired metrics the rates "
+                     "are over the same n pairs as the change (an arm's own n is shown when "
+                     "it differs). Latency and tokens: median or p99; the change is the "
+                     "Hodges-Lehmann shift (or the p99 ratio), not the change of medians."
+                     + (" CI: the confidence sequence the verdict uses (valid at every look) "
+                        "for rates, scores and win rates, fixed-horizon for distributions. p: "
+                        "always-valid, adjusted over the fixed family; Mann-Whitney for "
+                        "distributions." if wide else ""))
     return table
 
 
 def _value(row: dict[str, Any], arm: str) -> str:
     if arm == "base" and row["kind"] == "win_rate":
         return "-"
-    return format_value(row["kind"], row["metric"], row[arm]["value"])
+    return arm_text(row, arm, format_value(row["kind"], row["metric"], row[arm]["value"]))
 
 
 def _change(row: dict[str, Any], wide: bool) -> str:
     if row["difference"] is None:
         return "-"
     change = format_difference(row["kind"], row["difference"])
-    interval = row["difference_interval"]
+    interval = shown_interval(row)
     if not interval or not wide:
         return change
     low, high = (format_difference(row["kind"], v) for v in interval)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -56,13 +57,16 @@ def wilson_interval(successes: float, n: int, alpha: float = 0.05) -> Interval:
 
 def wilson_intervals(successes: list[float], totals: list[int], alpha: float = 0.05
                      ) -> list[Interval]:
-    """``wilson_interval`` of several proportions in one vectorized statsmodels call."""
-    n = np.asarray(totals, dtype=float)
-    safe = np.maximum(n, 1.0)
-    low, high = proportion_confint(np.asarray(successes, dtype=float), safe, alpha=alpha,
-                                   method="wilson")
-    return [(float(lo), float(hi)) if size > 0 else (0.0, 1.0)
-            for lo, hi, size in zip(np.atleast_1d(low), np.atleast_1d(high), n, strict=True)]
+    """``wilson_interval`` of several proportions at once: the score interval's closed form
+    (the same numbers as statsmodels ``proportion_confint(method="wilson")``, without its
+    per-call overhead, which dominated comparisons of many slices)."""
+    n = np.maximum(np.asarray(totals, dtype=float), 1.0)
+    p = np.asarray(successes, dtype=float) / n
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [(float(c - h), float(c + h)) if size > 0 else (0.0, 1.0)
+            for c, h, size in zip(center, half, totals, strict=True)]
 
 
 def newcombe_difference_interval(base_successes: int, base_n: int, candidate_successes: int,

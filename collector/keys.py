@@ -7,9 +7,10 @@ entry, the secret is checked against its hash in constant time.
 
 Authentication is a mode (``--auth``), not a side effect of the file: ``keys`` always asks
 for a key, ``none`` never does, and ``auto`` (the default) asks once keys were configured
-for the store, i.e. the keys file exists or the store's auth marker does (written when a
-key is first created or seen). So revoking the last key, or losing ``keys.json``, refuses
-every request until a key is created or the collector runs with ``--auth none``.
+for the store, i.e. the keys file exists or one of the store's auth markers does (written
+beside the keys file and in the spool when a key is first created or seen). So revoking
+the last key, or losing ``keys.json``, refuses every request until a key is created or
+the collector runs with ``--auth none``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,12 +62,12 @@ def _digest(salt: str, secret: str) -> str:
 class KeyRing:
     """The API keys in one file; safe to share between threads and processes."""
 
-    def __init__(self, path: Path, mode: str = "auto", marker: Path | None = None) -> None:
+    def __init__(self, path: Path, mode: str = "auto", markers: Sequence[Path] = ()) -> None:
         if mode not in AUTH_MODES:
             raise ValueError(f"auth mode must be one of {', '.join(AUTH_MODES)}, not {mode!r}")
         self.path = Path(path)
         self.mode = mode
-        self.marker = Path(marker) if marker else None
+        self.markers = tuple(Path(m) for m in markers)
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._entries: dict[str, KeyEntry] = {}
@@ -112,19 +113,23 @@ class KeyRing:
         return entry.project
 
     def _marked_before(self) -> bool:
-        if not self._marked and self.marker is not None:
-            self._marked = self.marker.exists()
+        if not self._marked:
+            self._marked = any(marker.exists() for marker in self.markers)
         return self._marked
 
     def mark(self) -> None:
-        """Record that this store has keys, so losing them never opens it (idempotent)."""
-        if self.marker is None or self._marked_before():
+        """Record that this store has keys, so losing them never opens it (idempotent; a
+        read-only place, such as a mounted secret, is skipped)."""
+        if self._marked and all(marker.exists() for marker in self.markers):
             return
-        self.marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.marker.with_suffix(".tmp")
-        tmp.write_text(MARKER_TEXT)
-        os.replace(tmp, self.marker)
-        self._marked = True
+        for marker in self.markers:
+            with contextlib.suppress(OSError):
+                if not marker.exists():
+                    marker.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = marker.with_name(marker.name + ".tmp")
+                    tmp.write_text(MARKER_TEXT)
+                    os.replace(tmp, marker)
+        self._marked = self._marked or any(marker.exists() for marker in self.markers)
 
     def _verify(self, token: str) -> KeyEntry | None:
         prefix, _, rest = token.partition("_")
@@ -150,9 +155,8 @@ class KeyRing:
                 entries, self._unreadable = [], str(exc) or type(exc).__name__
             self._entries = {e.id: e for e in entries}
             self._stamp, self._exists = stamp, True
-        if self._entries:
-            with contextlib.suppress(OSError):
-                self.mark()
+        if self._entries and not self._marked:
+            self.mark()
 
     def _read(self) -> list[KeyEntry]:
         try:

@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     overrides = {k: v for k, v in (("store", args.store), ("keys_file", args.keys_file)) if v}
     settings = load_settings(**overrides)
     adopt_legacy_keys(settings)
-    ring = KeyRing(settings.keys_path, marker=settings.auth_marker_path)
+    ring = KeyRing(settings.keys_path, markers=settings.auth_markers)
     if args.action == "create":
         if not args.project.strip():
             raise CommandError("--project must not be empty")

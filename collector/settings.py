@@ -110,9 +110,13 @@ class Settings(BaseSettings):
         return self.keys_file or self.state_dir / "keys.json"
 
     @property
-    def auth_marker_path(self) -> Path:
-        """Written once keys exist for this store: from then on, no keys means no access."""
-        return self.state_dir / "auth"
+    def auth_markers(self) -> tuple[Path, ...]:
+        """Written once keys exist for this store: from then on, no keys means no access.
+
+        One beside the keys file, one in the spool (which must persist anyway), so losing
+        either folder alone never opens the store."""
+        keys = self.keys_path
+        return keys.with_name(keys.name + ".configured"), self.spool_path / ".auth-keys"
 
 
 def load_settings(**given: Any) -> Settings:

@@ -54,7 +54,7 @@ class Collector:
             workers = default_workers() if settings.ingest_workers is None \
                 else settings.ingest_workers
             adopt_legacy_keys(settings)
-            keys = KeyRing(settings.keys_path, settings.auth, settings.auth_marker_path)
+            keys = KeyRing(settings.keys_path, settings.auth, settings.auth_markers)
             collector = cls(settings, store, spool, writer, keys, metrics,
                             Preparer(limits, workers), evaluation)
             opened.pop_all()

@@ -213,14 +213,16 @@ class OpenAICompatibleJudge:
     ``max_retries`` times. ``requests_per_minute``/``tokens_per_minute`` pace calls to the
     provider's budget. Timeouts, unreachable servers and other errors are not retried: they
     raise JudgeError (the result stays provisional and the next run scores it), and after
-    ``concurrency`` failures in a row calls fail fast for 30 s.
+    ``breaker_after`` failures in a row (default: the concurrency, at least 10) calls fail
+    fast for 30 s.
     """
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  timeout_s: float = 60.0, temperature: float = 0.0,
                  concurrency: int = DEFAULT_CONCURRENCY, max_retries: int = 5,
                  retry_deadline_s: float = 300.0, requests_per_minute: float | None = None,
-                 tokens_per_minute: float | None = None) -> None:
+                 tokens_per_minute: float | None = None,
+                 breaker_after: int | None = None) -> None:
         if concurrency < 1:
             raise ValueError(f"judge concurrency must be at least 1, got {concurrency}")
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -235,9 +237,10 @@ class OpenAICompatibleJudge:
         self._in_flight = threading.BoundedSemaphore(concurrency)
         self._requests = Pacer(requests_per_minute) if requests_per_minute else None
         self._tokens = Pacer(tokens_per_minute) if tokens_per_minute else None
-        self._pause, self._breaker = Pause(), Breaker(threshold=concurrency)
+        self._pause = Pause()
+        self._breaker = Breaker(threshold=breaker_after or max(concurrency, 10))
         self._pool: ThreadPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._lock = threading.Lock()
         self.retries = 0
         """Retried answers so far (429s and 5xx "come back later")."""
 
@@ -267,7 +270,7 @@ class OpenAICompatibleJudge:
         self._client.close()
 
     def _executor(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
+        with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.concurrency,
                                                 thread_name_prefix="canarytrace-judge")
@@ -285,8 +288,8 @@ class OpenAICompatibleJudge:
 
     def _call(self, body: dict[str, Any]) -> str:
         """One chat completion, retried while the server says to come back later."""
-        started, estimate = time.monotonic(), self._estimate(body)
-        for attempt in range(10_000):
+        started, estimate, attempt = time.monotonic(), self._estimate(body), 0
+        while True:
             self._wait_for_turn(estimate)
             response = self._post(body)
             if response.status_code not in RETRYABLE_STATUSES:
@@ -295,10 +298,12 @@ class OpenAICompatibleJudge:
             if wait is None:
                 self._failed(f"judge {self.url} answered HTTP {response.status_code} "
                              f"{attempt + 1} times: {_error_message(response)}")
-            self.retries += 1
+            with self._lock:
+                self.retries += 1
             if self._tokens is not None:
                 self._tokens.refund(estimate)  # the rejected request cost no tokens
             time.sleep(wait)
+            attempt += 1
         if response.status_code >= 400:
             self._failed(f"judge {self.url} answered HTTP {response.status_code}: "
                          f"{_error_message(response)}")
@@ -313,8 +318,8 @@ class OpenAICompatibleJudge:
     def _wait_for_turn(self, estimate: float) -> None:
         """Fail fast while the breaker is open; else wait out a pause and the budgets."""
         if (closed_for := self._breaker.open_for()) > 0:
-            raise JudgeError(f"judge {self.url} failed {self.concurrency} times in a row, "
-                             f"not called for another {closed_for:.0f}s; last: "
+            raise JudgeError(f"judge {self.url} failed {self._breaker.threshold} times in a "
+                             f"row, not called for another {closed_for:.0f}s; last: "
                              f"{self._breaker.last_error}")
         self._pause.wait()
         if self._requests is not None:

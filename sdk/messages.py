@@ -86,9 +86,9 @@ def loads(raw: str | None) -> list[Message]:
         return []
     try:
         value = json.loads(raw)
-    except ValueError:
+        return normalize(value, default_role="assistant")
+    except (ValueError, RecursionError):  # not JSON, or nested past what a reader can parse
         return [{"role": "assistant", "parts": [text_part(raw)]}]
-    return normalize(value, default_role="assistant")
 
 
 def text_of(messages: list[Message], role: str | None = None) -> str:

@@ -143,6 +143,8 @@ def assert_stored_once(collector, service: str, acked: list[str]) -> Counter[str
     missing = set(acked) - set(copies)
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged spans lost"
     twice = {span for span, n in copies.items() if n > 1}
+    print(f"[fault figures] {service}: {len(acked)} acknowledged, {len(missing)} lost, "
+          f"{len(twice)} stored twice")  # shown by pytest -s; the README's figures
     assert not twice, f"{len(twice)} spans stored more than once"
     return copies
 
