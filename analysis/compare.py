@@ -35,8 +35,11 @@ from scipy import stats as sps
 from canarytrace.analysis import statistics as st
 from canarytrace.analysis.family import Family
 from canarytrace.analysis.inputs import (
+    ERROR_RATE,
+    FALLBACK_RATE,
     LATENCY_P50,
     MEAN,
+    PARSER_ERROR_RATE,
     QUANTILE,
     RATE,
     SHIFT,
@@ -56,6 +59,9 @@ _P_TESTED = (RATE, MEAN, WIN_RATE)
 
 
 EB, EB_TWO_ARMS, NORMAL, NORMAL_TWO_ARMS = "eb", "eb_two_arms", "normal", "normal_two_arms"
+RARE_EVENT_RATES = frozenset({ERROR_RATE, PARSER_ERROR_RATE, FALLBACK_RATE})
+"""Rates expected near zero: their harm bound also uses the share of pairs that went the
+bad way (fixed by name in advance, so the choice spends no extra alpha)."""
 EB_NAME = "empirical-Bernstein confidence sequence (Waudby-Smith & Ramdas 2024)"
 NORMAL_NAME = "asymptotic normal-mixture confidence sequence (Waudby-Smith et al. 2024)"
 
@@ -74,9 +80,15 @@ class HarmSequence:
     other: np.ndarray | None = None
     scale: float = 1.0
     offset: float = 0.0
+    worse_only: np.ndarray | None = None
+    """For a rare-event rate (errors): 1 where the pair went the bad way. Harm is at most
+    the share of such pairs, which is bounded too, each bound at half the level."""
 
     def upper(self, alpha: float) -> float:
         """Time-uniform upper bound of the harm, valid with probability 1 - alpha."""
+        if self.worse_only is not None:
+            plain = replace(self, worse_only=None).upper(alpha / 2)
+            return min(plain, st.eb_upper_bound(self.worse_only, alpha / 2))
         if self.kind == EB:
             bound = (st.eb_upper_bound(self.values, alpha) if self.scale > 0
                      else st.eb_lower_bound(self.values, alpha))
@@ -92,7 +104,7 @@ class HarmSequence:
     def lower(self, alpha: float) -> float:
         """Time-uniform lower bound of the harm."""
         if self.kind == EB:
-            flipped = replace(self, scale=-self.scale, offset=-self.offset)
+            flipped = replace(self, scale=-self.scale, offset=-self.offset, worse_only=None)
             return -flipped.upper(alpha)
         if self.kind == NORMAL:
             return st.normal_mixture_lower_bound(self.values, alpha)
@@ -368,7 +380,9 @@ def _paired_rate(result: MetricResult, metric: SliceValues, alpha: float, settin
     order = metric.in_time_order(metric.paired)
     change = metric.candidate[order] - metric.base[order]
     harm = change if result.policy.bad == UP else -change
-    result.sequence = HarmSequence(EB, (harm + 1) / 2, scale=2.0, offset=-1.0)
+    result.sequence = HarmSequence(EB, (harm + 1) / 2, scale=2.0, offset=-1.0,
+                                   worse_only=(harm > 0).astype(float)
+                                   if metric.name in RARE_EVENT_RATES else None)
     clustered = st.cluster_means(harm, metric.clusters_of(order))
     if n >= result.policy.min_samples:  # a slice too small to judge needs no interval
         result.interval = st.paired_binary_bootstrap_interval(

@@ -250,7 +250,7 @@ def main() -> int:
     body, _ = template()
     print(f"payload: {BATCH} spans, {len(body):,} bytes protobuf per request; "
           f"{args.connections} connections; {args.seconds:.0f}s measured after 3s warm-up; "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at start")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         results.append(bench_canarytrace(Path(tmp) / "canarytrace", args.seconds,
@@ -269,6 +269,8 @@ def main() -> int:
     if len(results) == 2 and results[1].spans_per_s:
         ratio = results[0].spans_per_s / results[1].spans_per_s
         print(f"ratio canarytrace / Phoenix: {ratio:.1f}x")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end (other work on the machine "
+          "inflates every figure)")
     return 0
 
 

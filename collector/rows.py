@@ -151,30 +151,32 @@ class RowBuilder:
         out.errors.append(reason)
 
     def row(self, span: Span, out: Converted) -> dict[str, Any]:
-        check_ids(span.trace_id, span.span_id, span.parent_span_id)
-        start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        trace_id, span_id, parent_span_id = span.trace_id, span.span_id, span.parent_span_id
+        check_ids(trace_id, span_id, parent_span_id)
+        start, end, kind = span.start_time_unix_nano, span.end_time_unix_nano, span.kind
         if not 0 < start <= MAX_TIMESTAMP_NS:
             raise SpanRejected(f"start_time_unix_nano {start} is outside 1970..2262")
         status = span.status
-        if not 0 <= span.kind < len(SPAN_KINDS):
-            raise SpanRejected(f"kind {span.kind} is not a SpanKind (0..{len(SPAN_KINDS) - 1})")
-        if not 0 <= status.code < len(STATUS_CODES):
-            raise SpanRejected(f"status code {status.code} is not a StatusCode "
+        code = status.code
+        if not 0 <= kind < len(SPAN_KINDS):
+            raise SpanRejected(f"kind {kind} is not a SpanKind (0..{len(SPAN_KINDS) - 1})")
+        if not 0 <= code < len(STATUS_CODES):
+            raise SpanRejected(f"status code {code} is not a StatusCode "
                                f"(0..{len(STATUS_CODES) - 1})")
         attributes = self.attributes(span.attributes, out)
         if normalize(attributes):
             self.truncate(attributes, out)
         row = {
             "Timestamp": start,
-            "TraceId": span.trace_id.hex(),
-            "SpanId": span.span_id.hex(),
-            "ParentSpanId": span.parent_span_id.hex(),
+            "TraceId": trace_id.hex(),
+            "SpanId": span_id.hex(),
+            "ParentSpanId": parent_span_id.hex(),
             "TraceState": span.trace_state,
             "SpanName": span.name,
-            "SpanKind": SPAN_KINDS[span.kind],
+            "SpanKind": SPAN_KINDS[kind],
             "SpanAttributes": attributes,
             "Duration": end - start if end > start else 0,
-            "StatusCode": STATUS_CODES[status.code],
+            "StatusCode": STATUS_CODES[code],
             "StatusMessage": status.message,
         }
         if span.events:

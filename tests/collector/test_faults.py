@@ -18,7 +18,6 @@ import time
 
 import httpx
 import orjson
-import pytest
 
 from canarytrace.collector.keys import KeyRing
 from canarytrace.collector.rows import Limits, RowBuilder
@@ -114,18 +113,28 @@ def test_sibling_stores_in_one_folder_have_their_own_spool_keys_and_lock(tmp_pat
     parent = tmp_path / "data"
     one = CollectorProcess(tmp_path / "one", store_dir=parent / "one")
     two = CollectorProcess(tmp_path / "two", store_dir=parent / "two")
+    intruder = CollectorProcess(tmp_path / "three", store_dir=parent / "three",
+                                env={"CANARYTRACE_SPOOL_DIR": str(one.spool_dir)})
     one.start()
+    refused: list[Exception] = []
+
+    def start_intruder() -> None:
+        try:
+            intruder.start()
+        except RuntimeError as exc:
+            refused.append(exc)
+
+    beside = threading.Thread(target=start_intruder)  # while the sibling starts
+    beside.start()
     two.start()
+    beside.join()
     try:
+        assert refused and "is in use by another collector" in str(refused[0])
+        assert intruder.log_tail().strip().splitlines()[-1].startswith(
+            f"canarytrace serve: spool {one.spool_dir} is in use by another collector (pid ")
         key = one.cli("keys", "create", "--project", "team-one").stdout.strip()
         assert httpx.get(f"{one.url}/api/spans").status_code == 401
         assert httpx.get(f"{two.url}/api/spans").status_code == 200
-        intruder = CollectorProcess(tmp_path / "three", store_dir=parent / "three",
-                                    env={"CANARYTRACE_SPOOL_DIR": str(one.spool_dir)})
-        with pytest.raises(RuntimeError, match="is in use by another collector"):
-            intruder.start()
-        assert intruder.log_tail().strip().splitlines()[-1].startswith(
-            f"canarytrace serve: spool {one.spool_dir} is in use by another collector (pid ")
         auth = {"Authorization": f"Bearer {key}"}
         with Streamer(one.url, "first", headers=auth) as first, Streamer(two.url, "second") as sec:
             first.wait_acked(400)

@@ -49,7 +49,9 @@ def test_consistent_verdicts_in_both_orders(server, candidate, base, label, scor
 
 def test_each_pair_is_judged_in_both_positions(server):
     http_judge(server).evaluate(mirrored_pair("Canberra. CORRECT", "Sydney"))
-    first, second = (r["body"]["messages"][-1]["content"] for r in server.requests[-2:])
+    # The two orders are sent at once: they may arrive either way round.
+    first, second = sorted((r["body"]["messages"][-1]["content"] for r in server.requests[-2:]),
+                           key=lambda prompt: "[Assistant A's answer]\nSydney" in prompt)
     assert "[Assistant A's answer]\nCanberra. CORRECT" in first
     assert "[Assistant A's answer]\nSydney" in second
     assert QUESTION in first and QUESTION in second
