@@ -221,8 +221,7 @@ def bench_canarytrace(workdir: Path, seconds: float, connections: int) -> Result
                        f"to end incl. warm-up; server CPU {cpu / stored * 1e6:.0f} us/span")
         return result
     finally:
-        server.terminate()
-        server.wait(60)
+        stop(server)
 
 
 def bench_phoenix(binary: str, workdir: Path, seconds: float, connections: int) -> Result:
@@ -232,12 +231,28 @@ def bench_phoenix(binary: str, workdir: Path, seconds: float, connections: int) 
     server = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.STDOUT)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=300)  # slow to start when loaded
         return run_load("Arize Phoenix (phoenix serve)", port, "/v1/traces", seconds,
                         connections)
     finally:
-        server.terminate()
+        stop(server)
+
+
+def stop(server: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it is still busy (Phoenix works through its backlog first)."""
+    server.terminate()
+    try:
         server.wait(60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(30)
+
+
+def report(r: Result) -> None:
+    print(f"{r.name:32} {r.spans_per_s:>10,.0f} spans/s  p50 {r.p50_ms:7.1f} ms  "
+          f"p99 {r.p99_ms:7.1f} ms  responses {r.statuses}", flush=True)
+    if r.note:
+        print(f"{'':32} {r.note}", flush=True)
 
 
 def main() -> int:
@@ -255,17 +270,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         results.append(bench_canarytrace(Path(tmp) / "canarytrace", args.seconds,
                                          args.connections))
+        report(results[0])
         if args.phoenix_bin:
-            results.append(bench_phoenix(args.phoenix_bin, Path(tmp) / "phoenix", args.seconds,
-                                         args.connections))
+            try:
+                results.append(bench_phoenix(args.phoenix_bin, Path(tmp) / "phoenix",
+                                             args.seconds, args.connections))
+            except (RuntimeError, OSError) as exc:
+                print(f"Phoenix failed: {exc}")
         else:
             print("Phoenix skipped: 'phoenix' not found (pip install arize-phoenix, or pass "
                   "--phoenix-bin)")
-    for r in results:
-        print(f"{r.name:32} {r.spans_per_s:>10,.0f} spans/s  p50 {r.p50_ms:7.1f} ms  "
-              f"p99 {r.p99_ms:7.1f} ms  responses {r.statuses}")
-        if r.note:
-            print(f"{'':32} {r.note}")
+    if len(results) == 2:
+        report(results[1])
     if len(results) == 2 and results[1].spans_per_s:
         ratio = results[0].spans_per_s / results[1].spans_per_s
         print(f"ratio canarytrace / Phoenix: {ratio:.1f}x")

@@ -32,9 +32,9 @@ PAIRS = 2000
 LOOKS = [sim.START + timedelta(seconds=LOOK_EVERY * k) for k in range(1, PAIRS // LOOK_EVERY + 1)]
 WORSE = {c: 0.88 for c in sim.COHORTS}  # 2 points worse everywhere: exactly min_effect
 SCENARIOS = {  # name: (scenario, runs)
-    "null": (sim.Scenario(pairs=PAIRS), 80),
+    "null": (sim.Scenario(pairs=PAIRS), 60),
     "null-rare": (sim.Scenario(pairs=PAIRS, correlation=0.98), 40),
-    "worse": (sim.Scenario(pairs=PAIRS, candidate_pass=WORSE), 60),
+    "worse": (sim.Scenario(pairs=PAIRS, candidate_pass=WORSE), 40),
     "worse-rare": (sim.Scenario(pairs=PAIRS, correlation=0.95, candidate_pass=WORSE), 40),
     "drop": (sim.Scenario(pairs=PAIRS, candidate_pass={"pro": 0.8}), 60),
     "better": (sim.Scenario(pairs=PAIRS, base_pass=0.82,
