@@ -14,7 +14,12 @@ For each scenario it prints, per rule, the share of runs with a PROMOTE at some 
 ROLLBACK at some look, the first decisive verdict (what a pipeline acts on), ROLLBACK naming
 the regressed cohort, and the median pairs to the first PROMOTE.
 
+Last, ``--span-runs`` runs of the clear improvement also carry spans (latency, tokens, and
+error and parser-error rates at zero, which PROMOTE must rule out above 1 and 2 points in
+every cohort), looked at up to 6,000 pairs: the pairs a PROMOTE takes at the default policy.
+
     python benchmarks/verdict_rules.py [--runs 100] [--pairs 2000] [--look-every 100]
+                                       [--span-runs 10]
 """
 
 from __future__ import annotations
@@ -127,6 +132,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100, help="runs per scenario")
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--look-every", type=int, default=100)
+    parser.add_argument("--span-runs", type=int, default=10)
     args = parser.parse_args()
     policy = default_policy()
     looks = list(range(args.look_every, args.pairs + 1, args.look_every))
@@ -158,7 +164,35 @@ def main() -> None:
             print(f"\n{name}  ({time.perf_counter() - started:.0f} s)")
             for rule, tally in tallies.items():
                 print(f"  {rule:>8}: {tally.row(cohort)}")
+        if args.span_runs:
+            _with_spans(store, args.span_runs, args.look_every, policy)
         store.close()
+
+
+def _with_spans(store: Store, runs: int, every: int, policy: object) -> None:
+    """Pairs to the first PROMOTE of a clear improvement with spans (error rates at zero)."""
+    started = time.perf_counter()
+    scenario = sim.Scenario(pairs=6000, base_pass=0.82,
+                            candidate_pass={c: 0.93 for c in sim.COHORTS})
+    reached = []
+    for run in range(runs):
+        requests = sim.simulate(f"spans-{run}", scenario, seed=90_000 + run)
+        sim.insert(store, "eval_results", sim.eval_columns(requests))
+        sim.insert(store, "otel_traces", sim.span_columns(requests, seed=run))
+        inputs = load_inputs(store, ComparisonQuery(
+            sim.BASE_MODEL, sim.CANDIDATE_MODEL, sim.START, sim.START + timedelta(days=30),
+            requests.project))
+        for pairs in range(every, scenario.pairs + 1, every):
+            report = compare(inputs.up_to(requests.time(pairs - 1) + timedelta(
+                milliseconds=1)), policy)
+            if report.verdict != HOLD:
+                reached.append(pairs if report.verdict == PROMOTE else -pairs)
+                break
+    promoted = sorted(p for p in reached if p > 0)
+    print(f"\nclear improvement with spans (error/parser-error rates at zero), {runs} runs  "
+          f"({time.perf_counter() - started:.0f} s)\n       new: PROMOTE in {len(promoted)}/"
+          f"{runs}, after a median {statistics.median(promoted) if promoted else '-'} pairs "
+          f"(from {promoted[0] if promoted else '-'} to {promoted[-1] if promoted else '-'})")
 
 
 if __name__ == "__main__":

@@ -17,13 +17,14 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import orjson
 
 from canarytrace.evaluators.base import JUDGE_ERROR, SpanRecord
+from canarytrace.store.timestamps import NS_PER_S, to_ns
 
 if TYPE_CHECKING:
     from canarytrace.store.client import Store
@@ -38,7 +39,6 @@ RESULT_COLUMNS = ("SpanTimestamp", "TraceId", "SpanId", "ServiceName", "Evaluato
 """The compact eval result row a run writes (the store stamps Project and Timestamp)."""
 WRITE_BYTES = 2 * 1024 * 1024
 """Largest results body sent at once (the collector's default body limit is 8 MiB)."""
-NS_PER_S = 1_000_000_000
 _AT = {name: i for i, name in enumerate(SPAN_COLUMNS)}
 _KEY = tuple(_AT[name] for name in ("ServiceName", "SpanName", "TimestampNs", "SpanId"))
 
@@ -54,12 +54,9 @@ class Window:
     since: datetime
     until: datetime | None = None
 
-    def filters(self) -> dict[str, datetime]:
-        bounds = {"since": self.since, "until": self.until}
-        return {name: value for name, value in bounds.items() if value is not None}
-
     def bounds_ns(self) -> tuple[int, int | None]:
-        return _ns(self.since), None if self.until is None else _ns(self.until)
+        """[since, until) in nanoseconds since the epoch (naive times are UTC)."""
+        return to_ns(self.since), None if self.until is None else to_ns(self.until)
 
 
 @dataclass
@@ -114,12 +111,6 @@ class Source(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def _ns(moment: datetime) -> int:
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * NS_PER_S + delta.microseconds * 1_000
 
 
 def span_record(row: Sequence[Any]) -> SpanRecord:

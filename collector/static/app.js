@@ -12,7 +12,7 @@ const PALETTE = ["#2e90fa", "#f5a524", "#12b76a", "#f04438", "#7a5af8", "#06aed4
 const MAX_CANARIES = 3;
 
 const state = { config: null, charts: new Map(), models: [], traceId: null, evaluators: [],
-                filterValues: {}, reports: new Map(), pairFrom: null };
+                filterValues: {}, pairFrom: null, pairId: null };
 
 /* --- small helpers ---------------------------------------------------------- */
 
@@ -115,6 +115,15 @@ function formatDuration(ms) {
   return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
 }
 
+/* Loads of one view may overlap (a tab click, then a filter change): only the latest one
+ * started may draw. ``latest(name)`` returns a check that stays true until the next call. */
+const loads = new Map();
+function latest(name) {
+  const turn = (loads.get(name) || 0) + 1;
+  loads.set(name, turn);
+  return () => loads.get(name) === turn;
+}
+
 /* --- filters ------------------------------------------------------------------ */
 
 async function loadFilters() {
@@ -139,7 +148,9 @@ async function loadFilters() {
  * pairs seen in the spans; each with its verdict and its critical metrics per slice. */
 async function loadCanaries() {
   const box = document.getElementById("canaries");
+  const turn = latest("canaries");
   const seen = await api(`${API}/canaries`, range());
+  if (!turn()) return;
   state.evaluators = seen.evaluators || [];
   fillEvaluatorPicker();
   const rollouts = await activeRollouts();
@@ -156,11 +167,11 @@ async function loadCanaries() {
     el("div", { class: "canary-head" }, el("span", { class: "big verdict pending" }, "…"),
       el("div", { class: "canary-title" }, el("strong", {}, `${item.base} → ${item.candidate}`),
         el("span", { class: "muted" }, "computing the verdict…")))));
+  if (!turn()) return;
   box.replaceChildren(...cards);
   await Promise.all(items.map(async (item, i) => {
     try {
       const report = await canaryReport(item);
-      state.reports.set(`${item.base}\u0000${item.candidate}`, report);
       cards[i].replaceWith(renderCanary(item, report));
     } catch (error) {
       cards[i].querySelector(".canary-title .muted").textContent = `Could not compare: ${error.message}`;
@@ -300,12 +311,14 @@ function buildPanels() {
 
 async function loadPanels() {
   const params = filterParams();
+  const turn = latest("panels");
   await Promise.all(state.config.panels.map(async (panel) => {
     const card = document.querySelector(`.panel[data-panel-id="${panel.id}"]`);
     try {
       const data = await api(`${API}/panels/${panel.id}`, params);
-      renderPanel(card, panel, data);
+      if (turn()) renderPanel(card, panel, data);
     } catch (error) {
+      if (!turn()) return;
       card.dataset.state = "error";
       card.querySelector(".panel-body").replaceChildren(
         el("div", { class: "panel-state" }, `Could not load: ${error.message}`));
@@ -453,7 +466,9 @@ function traceParams() {
 
 async function loadTraces() {
   const tbody = document.querySelector("#trace-table tbody");
+  const turn = latest("traces");
   const { traces } = await api(`${API}/traces`, traceParams());
+  if (!turn()) return;  // a newer load (other filters) owns the table
   document.getElementById("trace-empty").classList.toggle("hidden", traces.length > 0);
   tbody.replaceChildren(...traces.map((t) => el("tr", {
     dataset: { traceId: t.trace_id }, class: t.trace_id === state.traceId ? "selected" : "",
@@ -625,11 +640,12 @@ async function runCompare(event) {
   if (!base || !candidate) return;
   out.replaceChildren(el("p", { class: "muted" }, "Comparing…"));
   const { since, until } = range();
+  const turn = latest("compare");
   try {
     const report = await api("api/compare", { base, candidate, since, until, by: form.elements.by.value });
-    out.replaceChildren(renderReport(report));
+    if (turn()) out.replaceChildren(renderReport(report));
   } catch (error) {
-    out.replaceChildren(el("p", { class: "panel-state" }, `Could not compare: ${error.message}`));
+    if (turn()) out.replaceChildren(el("p", { class: "panel-state" }, `Could not compare: ${error.message}`));
   }
 }
 
@@ -732,11 +748,12 @@ async function loadDisagreements(event) {
     return;
   }
   out.replaceChildren(el("p", { class: "muted" }, "Looking for pairs…"));
+  const turn = latest("disagreements");
   try {
     const found = await api("api/disagreements", { ...params, ...range(), limit: 200 });
-    out.replaceChildren(renderDisagreements(found, params));
+    if (turn()) out.replaceChildren(renderDisagreements(found, params));
   } catch (error) {
-    out.replaceChildren(el("p", { class: "panel-state" }, `Could not list disagreements: ${error.message}`));
+    if (turn()) out.replaceChildren(el("p", { class: "panel-state" }, `Could not list disagreements: ${error.message}`));
   }
 }
 

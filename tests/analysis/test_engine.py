@@ -221,3 +221,66 @@ def test_no_data_at_all_is_a_hold_with_a_valid_report():
     assert report.reasons[0].kind == "no_data"
     validate_report(report_to_dict(report))
     assert "No metric has enough data" in render_html(report_to_dict(report))
+
+
+def _with_small_cohort(n: int, small: int, seed: int = 3) -> I.MetricSamples:
+    """A clear improvement in five cohorts, plus ``small`` pairs in a sixth cohort "rare"."""
+    metric = _pass_rates(n, 0.80, 0.95, seed=seed)
+    codes = metric.dims["cohort"].codes.copy()
+    codes[:small] = len(COHORTS)
+    dims = {"cohort": I.Dimension(codes, (*COHORTS, "rare"))}
+    return I.MetricSamples(metric.name, metric.kind, metric.time, metric.base, metric.candidate,
+                           metric.paired, dims, metric.evaluator_kind)
+
+
+def test_a_slice_under_min_samples_waits_or_is_listed_unjudged():
+    metric = _with_small_cohort(4000, 40)
+    waiting = _run(metric)
+    assert waiting.verdict == HOLD
+    blocker = next(r for r in waiting.reasons if r.slice == "cohort=rare")
+    assert "not judged yet" in blocker.message and "waiting" in blocker.message
+    listed = _run(metric, policy_text="unjudged_slices: list")
+    assert listed.verdict == PROMOTE
+    unjudged = [r for r in listed.reasons if r.kind == "unjudged"]
+    assert [(r.metric, r.slice) for r in unjudged] == [("json_validation", "cohort=rare")]
+    assert "40 of 100 pairs" in unjudged[0].message
+
+
+def test_promote_needs_every_judged_slice_to_rule_out_harm():
+    """The candidate is better overall, but cohort pro (about 800 pairs) may be 4 points worse:
+    "all" alone would promote; the slice keeps it on HOLD, naming the slice."""
+    report = _run(_pass_rates(4000, 0.80, {**{c: 0.9 for c in COHORTS}, "pro": 0.77}, seed=6))
+    overall = _result(report, "json_validation")
+    pro = _result(report, "json_validation", "cohort=pro")
+    assert overall.settled and not pro.settled
+    assert report.verdict == HOLD
+    assert any(r.kind == "insufficient_data" and r.slice == "cohort=pro"
+               for r in report.reasons)
+
+
+def test_paired_rates_and_their_difference_come_from_the_same_pairs():
+    metric = _pass_rates(2000, 0.9, 0.85, seed=8)
+    base, candidate = metric.base.copy(), metric.candidate.copy()
+    candidate[:300] = np.nan  # these requests have no candidate result: not pairs
+    base[:300] = 1.0
+    paired = ~np.isnan(base) & ~np.isnan(candidate)
+    metric = I.MetricSamples(metric.name, metric.kind, metric.time, base, candidate, paired,
+                             metric.dims, metric.evaluator_kind)
+    overall = _result(_run(metric), "json_validation")
+    assert overall.n == overall.base.n == overall.candidate.n == 1700
+    assert overall.candidate.value - overall.base.value == pytest.approx(overall.difference)
+    assert overall.details["unpaired_left_out"] == 300
+
+
+def test_a_sliding_window_says_repeated_looks_carry_no_guarantee():
+    report = _run(_pass_rates(500, 0.9, 0.9))
+    sliding = report_to_dict(report, window="sliding")
+    assert sliding["guarantee"]["anytime"] is False
+    assert "no anytime guarantee" in sliding["guarantee"]["message"]
+    validate_report(sliding)
+    console = Console(file=io.StringIO(), width=160, record=True)
+    render_table(sliding, console)
+    assert "no anytime guarantee" in console.export_text()
+    assert report_to_dict(report)["guarantee"]["window"] == "anchored"
+    low, high = _result(report, "json_validation").anytime_interval
+    assert low < 0 < high  # no difference: the sequence brackets zero

@@ -44,6 +44,14 @@ def test_a_user_file_changes_only_what_it_names(tmp_path):
     ("marginal_threshold: 99", "marginal_threshold (99) is above pass_threshold (95)"),
     ("[1, 2", "not valid YAML"),
     ("- 1\n- 2", "is not of type 'object'"),
+    ("alpha: .nan", "alpha: nan is not a finite number"),
+    ("metrics: {error_rate: {min_effect: .inf}}", "metrics.error_rate.min_effect: inf is not"),
+    ("bootstrap_resamples: 100000000", "100000000 is greater than the maximum of 20000"),
+    ("distribution_sample: 10000000", "is greater than the maximum of 50000"),
+    ("metrics: {error_rate: {min_samples: 500, max_samples: 100}}", "min_samples (500) is above"),
+    ("unjudged_slices: skip", "'skip' is not one of ['wait', 'list']"),
+    ("seed: -1", "seed: -1 is less than the minimum of 0"),
+    ("a: &x [1, 2]\nb: *x", "aliases (*name) are not allowed"),
 ])
 def test_a_bad_policy_names_the_field_and_the_problem(text, message):
     with pytest.raises(PolicyError) as error:
@@ -83,3 +91,14 @@ def test_slicings_are_columns_or_combinations():
         parse_slicings("cohort,model")
     with pytest.raises(ValueError, match="names a dimension twice"):
         parse_slicings("cohort+cohort")
+
+
+def test_a_huge_policy_document_is_refused_before_it_costs_time():
+    text = "metrics:\n" + "".join(f"  m{i}: {{weight: 1, min_samples: 5}}\n" for i in range(6000))
+    with pytest.raises(PolicyError, match="more than 10000 values"):
+        parse_policy(text, source="big.yaml")
+
+
+def test_unjudged_slices_defaults_to_wait_and_can_list():
+    assert default_policy().unjudged_slices == "wait"
+    assert parse_policy("unjudged_slices: list").unjudged_slices == "list"

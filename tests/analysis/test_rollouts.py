@@ -1,5 +1,5 @@
-"""Rollouts as users drive them: the Python API on a store, ``canarytrace rollout`` on a store,
-and the ``/api/rollouts`` routes and CLI through a running collector.
+"""Rollouts as users drive them: the Python API and ``canarytrace rollout`` on a store (the
+routes through a running collector are in test_rollout_routes.py).
 
 Data: seeded mirrored traffic (``tests/analysis/simulate.py``) written to the real embedded
 store; the traffic of the week before a rollout's start names its fixed family.
@@ -8,23 +8,17 @@ store; the traffic of the week before a rollout's start names its fixed family.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
 from canarytrace import cli
 from canarytrace.analysis import rollouts as R
-from canarytrace.analysis.compare import HOLD, PROMOTE, ROLLBACK
+from canarytrace.analysis.compare import HOLD, ROLLBACK
 from canarytrace.analysis.report_json import validate_report
 from canarytrace.store.client import Store
 from tests.analysis import simulate as sim
-from tests.support.collector import running_collector
 
 DROP = sim.Scenario(pairs=1500, candidate_pass={"pro": 0.75})
 BEFORE = sim.START - timedelta(days=2)
@@ -59,6 +53,7 @@ def store(tmp_path_factory):
     store = Store.from_url(f"chdb://{path}")
     store.migrate()
     _seed(store, "drop", DROP, seed=3)
+    store.url = f"chdb://{path}"
     yield store
     store.close()
 
@@ -135,24 +130,24 @@ def test_stop_list_and_bad_requests(store):
 
 
 def test_the_rollout_command_on_a_store(store, tmp_path, capsys):
-    url = f"chdb://{tmp_path / 'db'}"  # a store of its own, opened and closed by each command
-    own = Store.from_url(url)
-    own.migrate()
-    _seed(own, "default", DROP, seed=11, before=False)
-    own.close()
+    # chDB opens one directory per process: the commands share the fixture's, project "cli"
+    _seed(store, "cli", DROP, seed=11, before=False)
+    url = store.url
     argv = ["rollout", "start", "--base", sim.BASE_MODEL, "--candidate", sim.CANDIDATE_MODEL,
-            "--store", url, "--start", sim.START.isoformat(), "--name", "cli", "--format",
-            "json"]
+            "--store", url, "--project", "cli", "--start", sim.START.isoformat(), "--name",
+            "cli", "--format", "json"]
     assert cli.main(argv) == 0
     rollout = json.loads(capsys.readouterr().out)
     assert rollout["name"] == "cli" and rollout["started_at"].startswith("2025-03-01T00:00:00")
-    assert cli.main(["rollout", "status", rollout["id"], "--store", url]) == 11
+    assert cli.main(["rollout", "status", rollout["id"], "--store", url, "--project", "cli"]) == 11
     table = capsys.readouterr().out
     assert "ROLLBACK" in table and "cohort=pro" in table and "final" in table
     assert cli.main(["compare", "--base", sim.BASE_MODEL, "--candidate", sim.CANDIDATE_MODEL,
-                     "--rollout", rollout["id"], "--store", url, "--format", "json"]) == 11
+                     "--rollout", rollout["id"], "--store", url, "--project", "cli",
+                     "--format", "json"]) == 11
     assert json.loads(capsys.readouterr().out)["rollout_id"] == rollout["id"]
-    assert cli.main(["rollout", "list", "--store", url, "--format", "json"]) == 0
+    assert cli.main(["rollout", "list", "--store", url, "--project", "cli", "--format",
+                     "json"]) == 0
     assert [r["state"] for r in json.loads(capsys.readouterr().out)["rollouts"]] == ["decided"]
     assert cli.main(["rollout", "status", "nope", "--store", url]) == 2
     assert "no rollout 'nope'" in capsys.readouterr().err
@@ -160,68 +155,6 @@ def test_the_rollout_command_on_a_store(store, tmp_path, capsys):
                      "--by", "model"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot slice by 'model'" in err
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "COLUMNS": "160"}
-    for name in ("CANARYTRACE_STORE", "CANARYTRACE_COLLECTOR", "CANARYTRACE_API_KEY"):
-        env.pop(name, None)
-    return env
-
-
-def test_the_routes_and_the_cli_through_a_running_collector(tmp_path):
-    seeded = Store.from_url(f"chdb://{tmp_path / 'db'}")
-    seeded.migrate()
-    _seed(seeded, "default", DROP, seed=21)
-    seeded.close()
-    with running_collector(Path(tmp_path)) as collector:
-        api = f"{collector.url}/api/rollouts"
-        body = {"base_model": sim.BASE_MODEL, "candidate_model": sim.CANDIDATE_MODEL,
-                "by": "cohort", "name": "argo-web", "started_at": sim.START.isoformat()}
-        created = httpx.post(api, json=body)
-        assert created.status_code == 201, created.text
-        rollout = created.json()
-        assert rollout["state"] == "active" and len(rollout["family"]["known_slices"]) == 5
-
-        status = httpx.get(f"{api}/{rollout['id']}", timeout=60).json()
-        assert status["verdict"] == ROLLBACK and status["final"] and status["exit_code"] == 11
-        assert any(r["slice"] == "cohort=pro" for r in status["reasons"])
-        validate_report(status["report"])
-        short = httpx.get(f"{api}/{rollout['id']}", params={"report": "false"}).json()
-        assert "report" not in short and short["verdict"] == ROLLBACK
-        listed = httpx.get(api, params={"name": "argo-web"}).json()["rollouts"]
-        assert [r["id"] for r in listed] == [rollout["id"]] and listed[0]["verdict"] == ROLLBACK
-        looks = httpx.get(f"{api}/{rollout['id']}/looks").json()["looks"]
-        assert [look["verdict"] for look in looks] == [ROLLBACK]
-        stopped = httpx.post(f"{api}/{rollout['id']}/stop").json()
-        assert stopped["state"] == "decided" and stopped["stopped_at"]
-
-        assert httpx.get(f"{api}/nope").status_code == 404
-        for bad, code in (({**body, "by": "model"}, 400), ({**body, "policy": "alpha: .nan"},
-                                                           400),
-                          ({**body, "extra": 1}, 422), ({"base_model": "a"}, 422)):
-            answer = httpx.post(api, json=bad)
-            assert answer.status_code == code, answer.text
-        for policy in ("alpha: .nan", "bootstrap_resamples: 1000000000", "a: &x [1]\nb: *x"):
-            answer = httpx.get(f"{collector.url}/api/compare", params={
-                "base": "a", "candidate": "b", "policy": policy})
-            assert answer.status_code == 400, answer.text
-
-        env = {**_env(), "CANARYTRACE_COLLECTOR": collector.url}
-        run = subprocess.run([sys.executable, "-m", "canarytrace.cli", "rollout", "start",
-                              "--base", sim.BASE_MODEL, "--candidate", sim.CANDIDATE_MODEL,
-                              "--start", "2025-03-01T00:00:00Z", "--format", "json"],
-                             env=env, capture_output=True, text=True, timeout=120)
-        assert run.returncode == 0, run.stderr
-        started = json.loads(run.stdout)
-        run = subprocess.run([sys.executable, "-m", "canarytrace.cli", "rollout", "status",
-                              started["id"]], env=env, capture_output=True, text=True,
-                             timeout=120)
-        assert run.returncode == 11, run.stderr
-        assert "ROLLBACK" in run.stdout and "cohort=pro" in run.stdout
-        run = subprocess.run([sys.executable, "-m", "canarytrace.cli", "rollout", "status",
-                              "nope"], env=env, capture_output=True, text=True, timeout=120)
-        assert run.returncode == 2 and run.stderr.count("\n") == 1 and "404" in run.stderr
 
 
 def test_pairs_in_clusters_count_once_per_cluster():

@@ -183,3 +183,72 @@ def test_win_rate_counts_ties_as_half_with_a_wilson_interval():
     assert result.rate == pytest.approx(40 / 60)
     assert result.interval == pytest.approx(proportion_confint(40, 60, method="wilson"))
     assert st.win_rate(10, 30, 20).anytime_p_losing < st.win_rate(30, 10, 20).anytime_p_losing
+
+
+# --- confidence sequences and the fixed family -----------------------------------------------
+
+def _paired_harm(rng: np.random.Generator, n: int, bad: float, good: float) -> np.ndarray:
+    """Per-pair harm in {-1, 0, 1}: +1 (the candidate alone failed) with probability bad."""
+    draw = rng.random(n)
+    return np.where(draw < bad, 1.0, np.where(draw < bad + good, -1.0, 0.0))
+
+
+@pytest.mark.parametrize(("bad", "good"), [(0.03, 0.01), (0.002, 0.0), (0.2, 0.2)])
+def test_the_eb_sequence_holds_at_every_look_at_once(bad, good):
+    """Checked after every pair, the upper bound falls below the true harm in at most alpha
+    of the runs (here: far fewer; the running intersection never loosens)."""
+    rng = np.random.default_rng(11)
+    alpha, runs, n = 0.1, 300, 1500
+    wrong = 0
+    for _ in range(runs):
+        harm = _paired_harm(rng, n, bad, good)
+        x = (harm + 1) / 2
+        bounds = [2 * st.eb_upper_bound(x[:k], alpha) - 1 for k in (50, 200, 700, n)]
+        assert bounds == sorted(bounds, reverse=True)  # only ever tightens
+        wrong += bounds[-1] < bad - good
+    assert wrong <= alpha * runs
+
+
+def test_the_eb_sequence_adapts_to_rare_discordance():
+    """Few disagreeing pairs: the bound shrinks like 1/n instead of 1/sqrt(n)."""
+    rng = np.random.default_rng(2)
+    rare = (_paired_harm(rng, 2000, 0.002, 0.002) + 1) / 2
+    common = (_paired_harm(rng, 2000, 0.1, 0.1) + 1) / 2
+    assert 2 * st.eb_upper_bound(rare, 0.05) - 1 < 0.02 < 2 * st.eb_upper_bound(common, 0.05) - 1
+    assert st.eb_lower_bound(rare, 0.05) <= rare.mean() <= st.eb_upper_bound(rare, 0.05)
+
+
+def test_the_normal_mixture_sequence_covers_the_mean_of_scores():
+    rng = np.random.default_rng(5)
+    wrong = sum(st.normal_mixture_upper_bound(rng.normal(0.3, 1.0, 1000), 0.05) < 0.3
+                for _ in range(200))
+    assert wrong <= 10
+    assert st.normal_mixture_upper_bound(np.array([1.0]), 0.05) == math.inf
+
+
+def test_the_betting_p_value_is_valid_under_the_null_and_small_under_harm():
+    rng = np.random.default_rng(8)
+    null = [st.betting_anytime_p(_paired_harm(rng, 800, 0.05, 0.05)) for _ in range(200)]
+    assert sum(p <= 0.05 for p in null) <= 10
+    assert st.betting_anytime_p(_paired_harm(rng, 800, 0.12, 0.02)) < 1e-4
+
+
+def test_weighted_holm_and_the_graph_reduce_to_holm_and_pass_alpha_on():
+    p = [0.01, 0.04, 0.03, 0.2]
+    assert st.weighted_holm_adjust(p, [0.25] * 4) == pytest.approx(st.holm_adjust(p))
+    complete = np.full((4, 4), 1 / 3) - np.eye(4) / 3
+    assert st.graphical_adjust(p, [0.25] * 4, complete) == pytest.approx(st.holm_adjust(p))
+    # weights for cells not tested yet stay reserved: the same p needs a smaller adjusted p
+    assert st.weighted_holm_adjust([0.01], [0.25])[0] == pytest.approx(0.04)
+    # "all" (weight 0.1) hands its share to its two slices (0.45 of the rest each)
+    graph = np.array([[0, 0.5, 0.5], [0, 0, 0], [0, 0, 0]])
+    adjusted = st.graphical_adjust([0.001, 0.02, 0.5], [0.1, 0.45, 0.45], graph)
+    assert adjusted[0] == pytest.approx(0.01)
+    assert adjusted[1] == pytest.approx(0.02 / 0.5)  # 0.45 + 0.05 after "all" is rejected
+
+
+def test_cluster_means_keep_first_appearance_order():
+    means, sizes = st.cluster_means(np.array([1.0, 0.0, 1.0, 1.0, 0.0]),
+                                    np.array([7, 3, 7, 9, 3], dtype=np.uint64))
+    assert means.tolist() == [1.0, 0.0, 1.0] and sizes.tolist() == [2, 2, 1]
+    assert st.cluster_means(np.ones(3), np.arange(3)) is None
