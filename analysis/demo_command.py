@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import metrics
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -96,6 +97,7 @@ class Telemetry:
         reader = PeriodicExportingMetricReader(
             OTLPMetricExporter(endpoint=f"{collector.url}/v1/metrics"))
         meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+        metrics.set_meter_provider(meter_provider)  # the SDK's meter follows the global one
         ct.init(service_name=SERVICE, endpoint=collector.url, tracer_provider=tracer_provider)
         return cls(tracer_provider, meter_provider, exporter)
 

@@ -210,15 +210,14 @@ class RowBuilder:
     def check_nesting(self, attributes: dict[str, str]) -> None:
         """Refuse values that look like JSON nested deeper than ``max_json_depth``."""
         limit = self.limits.max_json_depth
-        for key, value in attributes.items():
-            if len(value) <= limit or not value.startswith(_JSON_OPENERS):
-                continue
-            if value.lstrip()[:1] not in ("[", "{"):
+        for value in [v for v in attributes.values() if len(v) > limit]:  # a few per span
+            if not value.startswith(_JSON_OPENERS) or value.lstrip()[:1] not in ("[", "{"):
                 continue
             if value.count("[") + value.count("{") <= limit:
                 continue
             depth = nesting_depth(value)
             if depth > limit:
+                key = next(k for k, v in attributes.items() if v is value)
                 raise SpanRejected(f"attribute {key[:100]} holds JSON nested {depth} levels "
                                    f"deep; the limit is {limit}")
 

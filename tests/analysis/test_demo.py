@@ -101,10 +101,10 @@ def test_a_demo_interrupted_while_wiping_its_folder_does_not_block_the_next(tmp_
     folder = tmp_path / "demo"
     (folder / "db" / "store").mkdir(parents=True)
     (folder / "collector.log").write_text("an earlier demo\n")
-    for i in range(300):
+    for i in range(150):
         part = folder / "db" / "store" / f"part{i}"
         part.mkdir()
-        for j in range(100):
+        for j in range(80):
             (part / f"column{j}.bin").write_bytes(b"x")
     code = ("import sys; from pathlib import Path; "
             "from canarytrace.analysis.demo_command import _fresh_directory; "

@@ -181,6 +181,11 @@ def test_the_pair_view_shows_both_arms_side_by_side(page, served):
     assert f"{pair['arms'][1]['parser_errors']} parser error" in candidate["text"]
     assert view["inserted"] and view["deleted"]
     page.screenshot(SCREENSHOTS / "pair.png", full_page=False)
+    # each arm's trace is one click away, in the trace view
+    page.evaluate("document.querySelector('.arm.candidate .arm-head a').click()")
+    page.wait_for("document.getElementById('trace-view-id').textContent === "
+                  f"'{pair['arms'][1]['trace_id']}'", timeout=60)
+    assert page.evaluate("document.querySelector('.tab.active').dataset.tab") == "traces"
     assert not page.errors, page.errors
 
 
@@ -211,6 +216,8 @@ def test_an_active_rollout_leads_the_overview(page, served):
     shown = page.evaluate("document.querySelector('.canary .big.verdict').textContent")
     status = get(served, f"/api/rollouts/{created.json()['id']}", report="false").json()
     assert shown == status["verdict"]
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(SCREENSHOTS / "overview-rollout.png", full_page=False)
     assert not page.errors, page.errors
 
 

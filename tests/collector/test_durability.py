@@ -80,7 +80,7 @@ def test_store_disk_full_under_load_keeps_every_span_then_drains_once_space_is_f
         try:
             with httpx.Client(timeout=10) as probe:
                 with Streamer(collector.url, "diskfull") as load:
-                    load.wait_acked(1000)
+                    load.wait_acked(600)
                     fill(disk)
                     wait_until(lambda: not ready(probe, collector.url)["store_accepts_inserts"],
                                what="the writer to report the full disk")
@@ -91,7 +91,7 @@ def test_store_disk_full_under_load_keeps_every_span_then_drains_once_space_is_f
                     assert not readiness["spool_has_room"]
                     acked_while_full = len(load.acked)
                     free(disk)
-                    load.wait_acked(acked_while_full + 1000)  # accepting again
+                    load.wait_acked(acked_while_full + 400)  # accepting again
                     wait_until(lambda: ready(probe, collector.url)["ready"], what="ready again")
                 wait_until(lambda: metric(probe, collector.url, "canarytrace_spool_bytes") < 1000,
                            what="the spool to drain")
