@@ -1,23 +1,26 @@
 """The comparison engine: per-request samples -> per metric x slice results -> a verdict.
 
 Each metric is measured in every slice ("all", then each value of each ``--by`` slicing),
-tested, corrected for multiplicity and classified; the verdict follows from the classes:
+tested, corrected for multiplicity over a fixed family and classified; the verdict follows:
 
-- ROLLBACK when a critical metric regresses significantly in any slice, or when the
-  Kayenta-style score (100 x weighted share of judged metrics with no regression in any slice)
-  falls below the marginal threshold;
+- ROLLBACK when a critical metric regresses in any slice (its always-valid p-value clears its
+  share of alpha in the fixed family, ``family.Family``, combined by a graphical weighted
+  Bonferroni procedure, and the change is at least ``min_effect``), or when the Kayenta-style
+  score (100 x weighted share of judged metrics with no regression in any slice) falls below
+  the marginal threshold;
 - PROMOTE when the score reaches the pass threshold and every critical metric is *settled*
-  in the "all" slice: its interval rules out a regression as large as ``min_effect`` (or it
-  reached its ``max_samples`` horizon without one);
+  in "all" and in every slice that has reached ``min_samples``: the time-uniform upper bound
+  of its harm (a confidence sequence, see ``statistics``) is below ``min_effect``. Slices with
+  fewer pairs wait or are listed as unjudged (``unjudged_slices``);
 - HOLD otherwise, with what is missing (e.g. how many more pairs).
 
-Significance for regressions: paired pass rates use the always-valid Beta-mixture test on
-discordant pairs, unpaired rates and scores an always-valid mixture SPRT, the pairwise win
-rate the Beta-mixture test on wins vs losses. Holm corrects over every critical (metric,
-slice) test together, and over each non-critical metric's slices, so re-running the
-comparison as data arrives keeps false ROLLBACKs within ``alpha``. Latency and token
-distributions are judged Kayenta-style: the interval of the relative shift must clear the
-tolerance, at a level Bonferroni-corrected over the metric's slices.
+Both directions are anytime-valid for rates, scores and win rates, so a pipeline may look
+as often as it likes at a window with a fixed start (see the README's statistics section for
+the conditions). Regression tests: paired pass rates use the Beta-mixture test on discordant
+pairs (clustered pairs a betting test on cluster means), unpaired rates and scores a mixture
+SPRT, the pairwise win rate the Beta-mixture test on wins vs losses. Latency and token
+distributions are judged Kayenta-style and fixed-horizon: the interval of the relative shift
+must clear the tolerance, at a level Bonferroni-corrected over the metric's slices.
 """
 
 from __future__ import annotations
