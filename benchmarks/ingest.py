@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BATCH = 512
+WARMUP_S = 3.0
 
 
 def free_port() -> int:
@@ -156,7 +157,8 @@ class Result:
 def run_load(name: str, port: int, path: str, seconds: float, connections: int) -> Result:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    process = context.Process(target=load, args=(port, path, seconds, 3.0, connections, results))
+    process = context.Process(target=load, args=(port, path, seconds, WARMUP_S, connections,
+                                                 results))
     process.start()
     data = results.get(timeout=seconds + 300)
     process.join()
@@ -209,16 +211,26 @@ def bench_canarytrace(workdir: Path, seconds: float, connections: int) -> Result
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/readyz")
-        started, cpu_before = time.perf_counter(), cpu_seconds(server.pid)
+        started = time.perf_counter()
+        after_warmup: list[float] = []  # server CPU and spans stored when the window opens
+
+        def mark() -> None:
+            after_warmup.extend((cpu_seconds(server.pid),
+                                 metric(base, "canarytrace_spans_stored_total")))
+
+        marker = threading.Timer(WARMUP_S, mark)  # ingest workers start during the warm-up
+        marker.start()
         result = run_load("canarytrace serve", port, "/v1/traces", seconds, connections)
+        marker.join()
         load_ended = time.perf_counter()
         while metric(base, "canarytrace_spool_bytes") > 4096:  # wait until stored
             time.sleep(0.2)
-        drained, cpu = time.perf_counter(), cpu_seconds(server.pid) - cpu_before
+        drained, cpu = time.perf_counter(), cpu_seconds(server.pid) - after_warmup[0]
         stored = metric(base, "canarytrace_spans_stored_total")
         result.note = (f"then {drained - load_ended:.1f}s to drain the spool; stored "
                        f"{stored:,.0f} spans = {stored / (drained - started):,.0f} spans/s end "
-                       f"to end incl. warm-up; server CPU {cpu / stored * 1e6:.0f} us/span")
+                       f"to end incl. warm-up; server CPU (workers included, from the end of "
+                       f"the warm-up) {cpu / (stored - after_warmup[1]) * 1e6:.0f} us/span")
         return result
     finally:
         stop(server)

@@ -77,8 +77,13 @@ class Preparer:
         self._pool = self._new_pool() if workers else None
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
+        """A pool whose workers start now (spawn and imports take a second or two of CPU),
+        not on the first request."""
+        pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
                                    initializer=_init_worker, initargs=(self.limits,))
+        for _ in range(self.workers):
+            pool.submit(os.getpid)
+        return pool
 
     async def prepare(self, body: bytes, encoding: otlp.Encoding, project: str) -> Prepared:
         if self._pool is None:
