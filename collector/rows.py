@@ -129,6 +129,8 @@ class RowBuilder:
             service = resource.get(A.SERVICE_NAME, "")
             for scope_spans in resource_spans.scope_spans:
                 scope = scope_spans.scope
+                shared = {"ServiceName": service, "ResourceAttributes": resource,
+                          "ScopeName": scope.name, "ScopeVersion": scope.version}
                 for span in scope_spans.spans:
                     try:
                         row = self.row(span, out)
@@ -136,10 +138,7 @@ class RowBuilder:
                         out.rejected += 1
                         out.errors.append(f"span {span.span_id.hex() or '(no id)'}: {exc}")
                         continue
-                    row["ServiceName"] = service
-                    row["ResourceAttributes"] = resource
-                    row["ScopeName"] = scope.name
-                    row["ScopeVersion"] = scope.version
+                    row.update(shared)
                     out.rows.append(row)
         return out
 

@@ -45,4 +45,4 @@ def test_a_bad_evaluation_setting_is_not_reported_as_a_store_failure(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert result.stderr.startswith(
         "canarytrace serve: background evaluation: unknown evaluator 'no-such-eval'")
-    assert not list(tmp_path.glob("spool/*.seg"))  # what was opened was closed again
+    assert not list(tmp_path.glob("db-state/spool/*.seg"))  # what was opened was closed again
