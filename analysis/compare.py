@@ -314,7 +314,10 @@ class SliceValues:
     def in_time_order(self, mask: np.ndarray) -> np.ndarray:
         """Indices of the rows in ``mask``, oldest request first (the sequences' order)."""
         rows = np.flatnonzero(mask)
-        return rows[np.argsort(self.time[rows], kind="stable")]
+        times = self.time[rows]
+        if times.size < 2 or bool(np.all(times[1:] >= times[:-1])):  # the SQL sorts by time
+            return rows
+        return rows[np.argsort(times, kind="stable")]
 
 
 def _measure_slices(metric: MetricSamples, policy: MetricPolicy, inputs: ComparisonInputs,

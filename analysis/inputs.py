@@ -124,13 +124,37 @@ def load_inputs(store: Tables, query: ComparisonQuery) -> ComparisonInputs:
     t = store.table
 
     def columns(sql: str) -> dict[str, Any]:
-        return _columns(store.client, sql, parameters)
+        return _by_time(_columns(store.client, sql, parameters))
 
-    metrics = (_evaluator_metrics(columns(_evals_sql(t, dims)), dims)
-               + _span_metrics(columns(_spans_sql(t, dims)), dims)
+    cluster = CLUSTER_KEY if _has_clusters(store, parameters) else ""
+    metrics = (_evaluator_metrics(columns(_evals_sql(t, dims, cluster)), dims)
+               + _span_metrics(columns(_spans_sql(t, dims, cluster)), dims)
                + _feedback_metrics(columns(_feedback_sql(t, dims)), dims)
-               + _pairwise_metrics(columns(_pairwise_sql(t, dims)), dims))
+               + _pairwise_metrics(columns(_pairwise_sql(t, dims, cluster)), dims))
     return ComparisonInputs(query, metrics)
+
+
+def _has_clusters(store: Tables, parameters: Mapping[str, Any]) -> bool:
+    """Whether any evaluated request in the window has a clustered PairId (``CLUSTER.REST``);
+    only then do the queries compute clusters (a string aggregate per request)."""
+    found = store.client.query(
+        f"SELECT count() FROM (SELECT 1 FROM {store.table('eval_results')} "
+        "WHERE Project = {project:String} AND Model IN ({base:String}, {candidate:String}) "
+        "AND SpanTimestamp >= {since:DateTime64(9)} AND SpanTimestamp < {until:DateTime64(9)} "
+        "AND position(PairId, '.') > 0 LIMIT 1)", parameters=dict(parameters)).result_rows
+    return bool(found and found[0][0])
+
+
+def _by_time(columns: dict[str, Any]) -> dict[str, Any]:
+    """Rows in order of request start, which the engine's confidence sequences follow."""
+    if not columns or "time" not in columns:
+        return columns
+    time = np.asarray(columns["time"])
+    if time.size < 2 or bool(np.all(time[1:] >= time[:-1])):
+        return columns
+    order = np.argsort(time, kind="stable")
+    return {name: (Dimension(value.codes[order], value.labels) if isinstance(value, Dimension)
+                   else np.asarray(value)[order]) for name, value in columns.items()}
 
 
 def _parameters(query: ComparisonQuery) -> dict[str, Any]:
@@ -199,7 +223,11 @@ def _arm_max(expr: str, arm: str) -> str:
     return f"if(countIf({model}) > 0, toFloat64(maxIf({expr}, {model})), nan)"
 
 
-def _evals_sql(table: Callable[[str], str], dims: list[str]) -> str:
+def _cluster_column(cluster: str) -> str:
+    return f"    {cluster} AS cluster,\n" if cluster else ""
+
+
+def _evals_sql(table: Callable[[str], str], dims: list[str], cluster: str = "") -> str:
     def first(column: str, arm: str) -> str:
         """The arm's earliest non-null result, NaN when it has none."""
         scored = f"Model = {{{arm}:String}} AND {column} IS NOT NULL"
@@ -210,8 +238,7 @@ def _evals_sql(table: Callable[[str], str], dims: list[str]) -> str:
 SELECT
     Evaluator                           AS evaluator,
     toFloat64(min(SpanTimestamp))       AS time,
-{_dimension_columns(dims)}    max(PairId != '')                   AS has_pair_id,
-    {CLUSTER_KEY} AS cluster,
+{_dimension_columns(dims)}{_cluster_column(cluster)}    max(PairId != '')                   AS has_pair_id,
     {first("Passed", "base")}      AS base_passed,
     {first("Passed", "candidate")} AS candidate_passed,
     {first("Score", "base")}       AS base_score,
@@ -232,12 +259,11 @@ GROUP BY Evaluator, {REQUEST_KEY}
 """
 
 
-def _spans_sql(table: Callable[[str], str], dims: list[str]) -> str:
+def _spans_sql(table: Callable[[str], str], dims: list[str], cluster: str = "") -> str:
     return f"""
 SELECT
     toFloat64(min(Timestamp))           AS time,
-{_dimension_columns(dims)}    max(PairId != '')                   AS has_pair_id,
-    {CLUSTER_KEY} AS cluster,
+{_dimension_columns(dims)}{_cluster_column(cluster)}    max(PairId != '')                   AS has_pair_id,
     {_arm_first("Duration", "base")} / 1e6      AS base_latency_ms,
     {_arm_first("Duration", "candidate")} / 1e6 AS candidate_latency_ms,
     {_arm_max("OutputTokens", "base")}      AS base_output_tokens,
@@ -287,12 +313,11 @@ INNER JOIN (
 """
 
 
-def _pairwise_sql(table: Callable[[str], str], dims: list[str]) -> str:
+def _pairwise_sql(table: Callable[[str], str], dims: list[str], cluster: str = "") -> str:
     return f"""
 SELECT
     toFloat64(min(SpanTimestamp))       AS time,
-{_dimension_columns(dims)}    {CLUSTER_KEY} AS cluster,
-    argMin(Label, SpanTimestamp)        AS label
+{_dimension_columns(dims)}{_cluster_column(cluster)}    argMin(Label, SpanTimestamp)        AS label
 FROM {table('eval_results')} FINAL
 WHERE Project = {{project:String}}
   AND Evaluator = {{pairwise:String}}
@@ -311,6 +336,15 @@ def _floats(column: np.ndarray) -> np.ndarray:
 
 def _flags(column: np.ndarray) -> np.ndarray:
     return np.asarray(column).astype(bool)
+
+
+def _clusters(codes: np.ndarray | None, rows: np.ndarray | None = None) -> np.ndarray | None:
+    """The cluster codes (of ``rows``), or None when every request is a cluster of its own
+    (the usual case: the engine then skips the per-cluster work)."""
+    if codes is None:
+        return None
+    codes = np.asarray(codes) if rows is None else np.asarray(codes)[rows]
+    return codes if np.unique(codes).size < codes.size else None
 
 
 def _paired(has_pair_id: np.ndarray, base: np.ndarray, candidate: np.ndarray) -> np.ndarray:
@@ -340,7 +374,7 @@ def _evaluator_metrics(columns: Mapping[str, Any], dims: list[str]) -> list[Metr
             _paired(has_pair_id[rows], base, candidate),
             {dim: d.take(rows) for dim, d in _dims(columns, dims).items()},
             evaluator_kind="pass_rate" if is_rate else "score",
-            cluster=np.asarray(columns["cluster"])[rows]))
+            cluster=_clusters(columns.get("cluster"), rows)))
     return sorted(metrics, key=lambda m: m.name)
 
 
@@ -361,6 +395,7 @@ def _span_metrics(columns: Mapping[str, Any], dims: list[str]) -> list[MetricSam
     # fallbacks happen on canary-split traffic only: never analysed as mirrored pairs
     has_pair_id = _flags(columns["has_pair_id"])
     unpaired = np.zeros(time.size, dtype=bool)
+    clusters = _clusters(columns.get("cluster"))
     metrics = []
     for name, kind, column in _SPAN_METRICS:
         base = _floats(columns[f"base_{column}"])
@@ -368,7 +403,7 @@ def _span_metrics(columns: Mapping[str, Any], dims: list[str]) -> list[MetricSam
         pair_ids = unpaired if name == FALLBACK_RATE else has_pair_id
         metrics.append(MetricSamples(name, kind, time, base, candidate,
                                      _paired(pair_ids, base, candidate), _dims(columns, dims),
-                                     cluster=np.asarray(columns["cluster"])))
+                                     cluster=clusters))
     return metrics
 
 
@@ -392,4 +427,4 @@ def _pairwise_metrics(columns: Mapping[str, Any], dims: list[str]) -> list[Metri
     return [MetricSamples(PAIRWISE_WIN_RATE, WIN_RATE, _floats(columns["time"]),
                           np.full(outcome.size, np.nan), outcome,
                           np.zeros(outcome.size, dtype=bool), _dims(columns, dims),
-                          cluster=np.asarray(columns["cluster"]))]
+                          cluster=_clusters(columns.get("cluster")))]

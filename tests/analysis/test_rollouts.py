@@ -186,3 +186,22 @@ def test_pairs_in_clusters_count_once_per_cluster():
     low, high = clustered.anytime_interval
     assert high - low > 1.5 * (independent.anytime_interval[1] - independent.anytime_interval[0])
     assert clustered.p_anytime >= independent.p_anytime
+
+
+def test_replay_style_pair_ids_are_clustered_by_the_store_query(store):
+    """PairIds ``PROMPT.TRIAL`` (what replay writes) reach the engine as clusters."""
+    from canarytrace.analysis.compare import compare
+    from canarytrace.analysis.inputs import ComparisonQuery, load_inputs
+    from canarytrace.analysis.policy import default_policy
+
+    requests = sim.simulate("clustered", sim.Scenario(pairs=600), seed=31)
+    columns = sim.eval_columns(requests)
+    prompt_of = [f"{i // 3:012x}.{i % 3}" for i in range(600)]
+    columns["PairId"] = prompt_of + prompt_of  # base rows, then candidate rows
+    sim.insert(store, "eval_results", columns)
+    inputs = load_inputs(store, ComparisonQuery(sim.BASE_MODEL, sim.CANDIDATE_MODEL, sim.START,
+                                                sim.START + timedelta(days=1), "clustered",
+                                                slicings=()))
+    overall = compare(inputs, default_policy()).results[0]
+    assert overall.n == 600 and overall.details["clusters"] == 200
+    assert overall.details["largest_cluster"] == 3
