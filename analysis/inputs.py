@@ -238,7 +238,7 @@ def _evals_sql(table: Callable[[str], str], dims: list[str], cluster: str = "") 
 SELECT
     Evaluator                           AS evaluator,
     toFloat64(min(SpanTimestamp))       AS time,
-{_dimension_columns(dims)}{_cluster_column(cluster)}    max(PairId != '')                   AS has_pair_id,
+{_dimension_columns(dims) + _cluster_column(cluster)}    max(PairId != '') AS has_pair_id,
     {first("Passed", "base")}      AS base_passed,
     {first("Passed", "candidate")} AS candidate_passed,
     {first("Score", "base")}       AS base_score,
@@ -263,7 +263,7 @@ def _spans_sql(table: Callable[[str], str], dims: list[str], cluster: str = "") 
     return f"""
 SELECT
     toFloat64(min(Timestamp))           AS time,
-{_dimension_columns(dims)}{_cluster_column(cluster)}    max(PairId != '')                   AS has_pair_id,
+{_dimension_columns(dims) + _cluster_column(cluster)}    max(PairId != '') AS has_pair_id,
     {_arm_first("Duration", "base")} / 1e6      AS base_latency_ms,
     {_arm_first("Duration", "candidate")} / 1e6 AS candidate_latency_ms,
     {_arm_max("OutputTokens", "base")}      AS base_output_tokens,

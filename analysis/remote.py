@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import jsonschema
 
-from canarytrace.analysis.report_json import validate_report
+from canarytrace.analysis.report_json import GUARANTEES, validate_report
 from canarytrace.analysis.service import ComparisonRequest, verdict_row
 from canarytrace.cli import CommandError
 
@@ -28,6 +28,9 @@ def fetch_report(url: str, request: ComparisonRequest, policy_text: str | None, 
     except (ValueError, jsonschema.ValidationError) as exc:
         raise CommandError(f"the collector at {url} sent an unexpected report: "
                            f"{str(exc).splitlines()[0]}", exit_code=1) from exc
+    if request.window_kind == "sliding":  # the collector saw the resolved, absolute since
+        report["guarantee"] = {"anytime": False, "window": "sliding",
+                               "message": GUARANTEES["sliding"]}
     return report
 
 

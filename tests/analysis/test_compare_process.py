@@ -107,8 +107,8 @@ def _collector(directory: Path):
 
 def _create_key(directory: Path, project: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "canarytrace.cli", "keys", "--keys-file",
-         str(directory / "keys.json"), "create", "--project", project],
+        [sys.executable, "-m", "canarytrace.cli", "keys", "--store",
+         f"chdb://{directory / 'db'}", "create", "--project", project],
         env=_env(), capture_output=True, text=True, check=True)
     return out.stdout.strip()
 

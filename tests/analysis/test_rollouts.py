@@ -146,6 +146,11 @@ def test_the_rollout_command_on_a_store(store, tmp_path, capsys):
                      "--rollout", rollout["id"], "--store", url, "--project", "cli",
                      "--format", "json"]) == 11
     assert json.loads(capsys.readouterr().out)["rollout_id"] == rollout["id"]
+    cli.main(["compare", "--base", sim.BASE_MODEL, "--candidate", sim.CANDIDATE_MODEL,
+              "--since", "30d", "--store", url, "--project", "cli", "--format", "json",
+              "--no-record"])
+    sliding = json.loads(capsys.readouterr().out)["guarantee"]
+    assert sliding["window"] == "sliding" and "no anytime guarantee" in sliding["message"]
     assert cli.main(["rollout", "list", "--store", url, "--project", "cli", "--format",
                      "json"]) == 0
     assert [r["state"] for r in json.loads(capsys.readouterr().out)["rollouts"]] == ["decided"]

@@ -176,22 +176,29 @@ def test_idle_sockets_cannot_starve_descriptors_and_emfile_is_an_outage(tmp_path
             flooded = len(load.acked)
             load.wait_acked(flooded + 200, timeout=30)  # served during the flood
             assert len(os.listdir(f"/proc/{collector.pid}/fd")) < 400
-            wait_until(lambda: metric(probe, collector.url,
-                                      "canarytrace_connections_timed_out_total") > 0,
-                       what="idle connections to time out")
+
+            def ask(check):  # a new connection is refused while the flood holds the cap
+                try:
+                    return check()
+                except httpx.HTTPError:
+                    return False
+
+            wait_until(lambda: ask(lambda: metric(
+                probe, collector.url, "canarytrace_connections_timed_out_total") > 0),
+                what="idle connections to time out")
             assert metric(probe, collector.url, "canarytrace_connections_refused_total") > 0
             for sock in sockets:
                 sock.close()
 
             in_use = len(os.listdir(f"/proc/{collector.pid}/fd"))
             resource.prlimit(collector.pid, resource.RLIMIT_NOFILE, (in_use, 400))
-            wait_until(lambda: "Too many open files" in str(probe.get(
-                f"{collector.url}/readyz").json().get("outage")), what="EMFILE outage")
+            wait_until(lambda: ask(lambda: "Too many open files" in str(probe.get(
+                f"{collector.url}/readyz").json().get("outage"))), what="EMFILE outage")
             during = len(load.acked)
             load.wait_acked(during + 100)  # still durable: the open segment takes them
             resource.prlimit(collector.pid, resource.RLIMIT_NOFILE, (400, 400))
-            wait_until(lambda: probe.get(f"{collector.url}/readyz").status_code == 200,
-                       what="ready again")
+            wait_until(lambda: ask(lambda: probe.get(f"{collector.url}/readyz").status_code
+                                   == 200), what="ready again")
         collector.stop()
         assert_stored_once(collector, "fds", load.acked)
         assert not list((collector.spool_dir / "dead").glob("*.seg"))
