@@ -25,6 +25,7 @@ Confidence sequences (time-uniform bounds on a mean, valid at every look at once
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -284,21 +285,48 @@ def eb_upper_bound(values: np.ndarray, alpha: float, cap: float = EB_CAP) -> flo
     / sum lambda_i`` with ``v_i = 4 (x_i - mu_{i-1})^2`` and ``psi(l) = (-log(1-l) - l) / 4``,
     and the result is the smallest bound over all t (the running intersection).
     """
-    x = np.clip(np.asarray(values, dtype=float), 0.0, 1.0)
+    x = np.asarray(values, dtype=float)
     n = x.size
     if n == 0:
         return 1.0
-    t = np.arange(1, n + 1, dtype=float)
-    mean = (0.5 + np.cumsum(x)) / (t + 1)
-    variance = (0.25 + np.cumsum((x - mean) ** 2)) / (t + 1)
-    previous_mean = np.concatenate(([0.5], mean[:-1]))
-    previous_variance = np.concatenate(([0.25], variance[:-1]))
+    t_plus_1, t_log_t = _eb_times(n)
+    mean = np.cumsum(x)
+    mean += 0.5
+    mean /= t_plus_1
+    spread = x - mean
+    spread *= spread
+    variance = np.cumsum(spread)
+    variance += 0.25
+    variance /= t_plus_1
+    previous_mean = np.empty(n)
+    previous_mean[0], previous_mean[1:] = 0.5, mean[:-1]
+    previous_variance = np.empty(n)
+    previous_variance[0], previous_variance[1:] = 0.25, variance[:-1]
     log_alpha = math.log(1.0 / alpha)
-    bets = np.minimum(np.sqrt(2 * log_alpha / (previous_variance * t * np.log1p(t))), cap)
-    penalty = 4 * (x - previous_mean) ** 2 * (-np.log1p(-bets) - bets) / 4
-    weight = np.cumsum(bets)
-    upper = (np.cumsum(bets * x) + log_alpha + np.cumsum(penalty)) / weight
+    previous_variance *= t_log_t
+    bets = np.sqrt(2 * log_alpha / previous_variance)
+    np.minimum(bets, cap, out=bets)
+    penalty = x - previous_mean
+    penalty *= penalty  # v_i / 4 ...
+    penalty *= -np.log1p(-bets) - bets  # ... times 4 psi(lambda_i)
+    upper = np.cumsum(bets * x)
+    upper += np.cumsum(penalty)
+    upper += log_alpha
+    upper /= np.cumsum(bets)
     return float(min(1.0, upper.min()))
+
+
+@functools.lru_cache(maxsize=8)
+def _eb_cached_times(n: int) -> tuple[np.ndarray, np.ndarray]:
+    t = np.arange(1, n + 1, dtype=float)
+    return t + 1, t * np.log1p(t)
+
+
+def _eb_times(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``t + 1`` and ``t log(1 + t)`` for t = 1..n (cached by powers of two, then cut)."""
+    size = 1 << max(10, (n - 1).bit_length())
+    t_plus_1, t_log_t = _eb_cached_times(size)
+    return t_plus_1[:n], t_log_t[:n]
 
 
 def eb_lower_bound(values: np.ndarray, alpha: float, cap: float = EB_CAP) -> float:

@@ -9,7 +9,8 @@ What the store says decides what happens to a segment (``store.errors``):
   not know): the segment stays, the writer backs off, ``outage`` says why (so /readyz is
   not ready) and the spool fills; it drains once inserts work again;
 - a refusal of the data: the segment is split in halves, recursively, so that only the
-  request(s) the store refuses go to ``spool/dead`` and every other one is stored.
+  request(s) the store refuses go to ``spool/dead`` and every other one is stored (when it
+  refuses every request of a segment, that is the store, not the data: an outage).
 Every split and retry uses tokens derived from the segment, so nothing lands twice.
 """
 
@@ -99,8 +100,7 @@ class Writer:
                     continue
                 for segment in segments:
                     self._store(segment)
-                failures, self.outage = 0, None
-                self.metrics.store_outage.set(0)
+                failures = 0
             except Exception as exc:  # noqa: BLE001 - the writer must outlive any failure
                 failures += 1
                 self.metrics.flush_failures.inc()
@@ -108,7 +108,7 @@ class Writer:
                 self.metrics.store_outage.set(1)
                 log.warning("insert from spool failed (attempt %d), kept for retry: %s",
                             failures, first_line(exc))
-                self._stop.wait(min(MAX_BACKOFF_S, 0.05 * 2 ** failures))
+                self._stop.wait(min(MAX_BACKOFF_S, 0.05 * 2 ** min(failures, 10)))
 
     def _seal_if_due(self) -> None:
         """Seal the active segment when due; when the spool's disk refuses a new segment file,
@@ -149,6 +149,14 @@ class Writer:
         started = time.perf_counter()
         stored = self._insert(segment, tables, sorted(tables), segment.token, bad)
         self.metrics.flush_seconds.observe(time.perf_counter() - started)
+        if len(tables) > 1 and not stored:  # it refuses every request: the store, not the data
+            raise StoreOutage(f"store refuses every request of segment {segment.path.name}: "
+                              f"{next(iter(bad.values()))}")
+        if self.outage is not None:  # inserts work again: ready while the backlog drains
+            log.warning("store takes inserts again; draining %d spooled segment(s)",
+                        len(self.spool.sealed()))
+            self.outage = None
+            self.metrics.store_outage.set(0)
         self.metrics.spans_stored.inc(stored)
         if bad and self._quarantine(segment, contents.records, bad):
             return  # the whole segment moved to dead/

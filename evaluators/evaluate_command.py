@@ -160,20 +160,21 @@ def open_sources(args: argparse.Namespace) -> Iterator[list[Source]]:
 def run_all(sources: list[Source], runs: dict[str, EvaluationRun], window: Window,
             console: Console) -> dict[str, RunSummary]:
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-               TextColumn("{task.completed}/{task.total} spans read, {task.fields[sampled]} "
+               TextColumn("{task.completed}/{task.fields[of]} spans read, {task.fields[sampled]} "
                           "sampled, {task.fields[results]} results"),
                TimeElapsedColumn(), TimeRemainingColumn())
     summaries = {}
     # Only on a terminal: piped stderr gets the one-line messages and nothing else.
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
         for source in sources:
-            task = progress.add_task(f"project {source.project}", total=None, sampled=0,
-                                     results=0)
+            task = progress.add_task(f"project {source.project}", total=None, of="?",
+                                     sampled=0, results=0)
             run = runs[source.project]
             if console.is_terminal:  # counting the window costs a query; only for the bar
                 run.progress = lambda summary, task=task: progress.update(
                     task, completed=summary.spans_read, total=summary.spans_total,
-                    sampled=summary.spans_sampled, results=summary.results)
+                    of=summary.spans_total or "?", sampled=summary.spans_sampled,
+                    results=summary.results)
             summaries[source.project] = run.run(window)
             progress.update(task, total=summaries[source.project].spans_read)
     return summaries

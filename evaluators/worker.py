@@ -8,7 +8,8 @@ arms of mirrored candidate spans (``pairwise``, whose result lands on the candid
 span). Each evaluator then scores the spans it ``applies_to`` in batches; a judge-backed
 one asks for batches big enough to keep its judge's concurrency busy. Rewriting a score
 replaces the old row (``eval_results`` is a ReplacingMergeTree), so re-running never
-duplicates. Memory holds one page and its context.
+duplicates. The next page is read and the last one written while a page is scored, so
+memory holds at most three pages (and their context).
 """
 
 from __future__ import annotations
@@ -22,9 +23,16 @@ from typing import Any
 
 from canarytrace import attributes as A
 from canarytrace.evaluators.base import EvalResult, Evaluator, SpanRecord
+from canarytrace.evaluators.pipeline import OneWriteBehind, read_ahead
 from canarytrace.evaluators.registry import EvaluatorRegistry, default_registry
 from canarytrace.evaluators.sampling import SamplingRule
-from canarytrace.evaluators.sources import ContextRequest, PageContext, Source, Window
+from canarytrace.evaluators.sources import (
+    ContextRequest,
+    PageContext,
+    Source,
+    SpanPage,
+    Window,
+)
 from canarytrace.evaluators.traces import is_agent
 
 logger = logging.getLogger("canarytrace.evaluators")
@@ -136,25 +144,38 @@ class EvaluationRun:
         self.needs_partners = any(e.needs_partners for e in self.evaluators)
 
     def run(self, window: Window) -> RunSummary:
-        """Evaluate every sampled span in ``window`` and write the results."""
+        """Evaluate every sampled span in ``window`` and write the results. The next page
+        is read, and the last one's results written, while a page is scored."""
         summary = RunSummary(tallies={e.name: Tally() for e in self.evaluators})
-        for page in self.source.pages(window, self.page_size, count=self.progress is not None):
-            if self.should_stop() or not summary.complete:
-                summary.complete = False
-                break
-            if page.total is not None:
-                summary.spans_total = page.total
-            summary.spans_read += len(page.spans)
-            sampled = [span for span in page.spans if self.rule.selects(span)]
-            summary.spans_sampled += len(sampled)
-            if sampled:
-                context = self.source.context(self._request(sampled))
+        pages = read_ahead(self._prepared(window))
+        writes = OneWriteBehind(self.source.write)
+        try:
+            for page, sampled, context in pages:
+                if self.should_stop() or not summary.complete:
+                    summary.complete = False
+                    break
+                if page.total is not None:
+                    summary.spans_total = page.total
+                summary.spans_read += len(page.spans)
+                summary.spans_sampled += len(sampled)
                 rows = self._evaluate_page(self._with_context(sampled, context),
                                            context.scored, summary)
-                self.source.write(rows)  # what was scored before a stop is kept
-                summary.rows_written += len(rows)
-            self._report(summary)
+                if rows:
+                    writes.submit(rows)  # what was scored before a stop is kept
+                    summary.rows_written += len(rows)
+                self._report(summary)
+        finally:
+            pages.close()
+            writes.close()
         return summary
+
+    def _prepared(self, window: Window) -> Iterator[tuple[SpanPage, list[SpanRecord],
+                                                          PageContext]]:
+        """Each page, its sampled spans and their context (read ahead of the scoring)."""
+        for page in self.source.pages(window, self.page_size, count=self.progress is not None):
+            sampled = [span for span in page.spans if self.rule.selects(span)]
+            context = self.source.context(self._request(sampled)) if sampled else PageContext()
+            yield page, sampled, context
 
     def _report(self, summary: RunSummary) -> None:
         if self.progress is not None:

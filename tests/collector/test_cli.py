@@ -23,6 +23,8 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     (("serve", "--database", "x; DROP TABLE y"), {}, "invalid database"),
     (("keys", "create", "--project", " "), {}, "--project must not be empty"),
     (("keys", "list"), {"CANARYTRACE_SPOOL_MAX_BYTES": "-1"}, "invalid spool_max_bytes"),
+    (("spool", "list"), {}, "canarytrace spool: no spool at "),
+    (("serve", "--auth", "open"), {}, "invalid auth: Input should be 'auto', 'keys' or 'none'"),
 ])
 def test_bad_settings_are_one_line_on_stderr(tmp_path, args, env, message):
     result = cli(*args, env={"CANARYTRACE_STORE": f"chdb://{tmp_path}/db", **env})
