@@ -210,15 +210,16 @@ class _ReplaySpans:
         self.source, self.route = source, route
         self.project = source.project
 
-    def span_pages(self, filters: Mapping[str, Any], page_size: int) -> Any:
-        return self.source.span_pages({**filters, "service": REPLAY_SERVICE,
-                                       "route": self.route}, page_size)
+    def pages(self, window: Any, page_size: int, count: bool = False) -> Any:
+        for page in self.source.pages(window, page_size, count):
+            page.spans = [span for span in page.spans if self._replayed(span)]
+            yield page
 
-    def trace(self, trace_id: str) -> Any:
-        return self.source.trace(trace_id)
+    def context(self, request: Any) -> Any:
+        return self.source.context(request)
 
-    def scored_span_ids(self, evaluator: str, version: str, window: Any) -> set[str]:
-        return self.source.scored_span_ids(evaluator, version, window)
+    def _replayed(self, span: Any) -> bool:
+        return span.service_name == REPLAY_SERVICE and span.route == self.route
 
     def write(self, rows: Any) -> None:
         self.source.write(rows)
