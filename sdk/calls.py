@@ -23,6 +23,7 @@ from canarytrace import capture, messages
 from canarytrace._runtime import get_tracer, state
 from canarytrace._safety import log_once
 from canarytrace.context import current_scope, take_deadline
+from canarytrace.genai_metrics import record_call
 from canarytrace.responses import parse_response
 
 __all__ = ["LlmCall", "current_call", "get_tracer", "llm_call", "start_call", "start_attributes"]
@@ -199,6 +200,7 @@ class LlmCall:
             if self._input is not None:
                 self.span.set_attribute(A.GEN_AI_INPUT_MESSAGES, self._input)
             self.span.end()
+            record_call(self.span)
         except Exception as exc:  # noqa: BLE001 - telemetry never raises
             log_once("could not end span", exc)
 
