@@ -86,12 +86,12 @@ def create_app(settings: Settings, collector: Collector | None = None) -> FastAP
         writer, spool = collector.writer, collector.spool
         checks = {"store": collector.store.ping(), "writer": writer.alive,
                   "store_accepts_inserts": writer.outage is None,
-                  "spool_writable": spool.broken is None,
+                  "spool_writable": spool.broken is None and spool.seal_error is None,
                   "spool_has_room": spool.usage < SPOOL_READY_BELOW}
         status = 200 if all(checks.values()) else 503
         reasons = {"outage": writer.outage} if writer.outage else {}
-        if spool.broken is not None:
-            reasons["spool_error"] = str(spool.broken)
+        if spool.broken is not None or spool.seal_error is not None:
+            reasons["spool_error"] = str(spool.broken or spool.seal_error)
         return JSONResponse({"ready": status == 200, **checks, **reasons}, status_code=status)
 
     @app.get("/metrics")

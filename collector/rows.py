@@ -30,7 +30,6 @@ MAX_TIMESTAMP_NS = 2**63 - 1  # DateTime64(9) ends at 2262-04-11
 
 MESSAGES_SHOWN = 5
 _BRACKETS = re.compile(r"[\[\]{}]")
-_JSON_OPENERS = ("[", "{", " ", "\t", "\n", "\r")
 _ZERO_TRACE_ID = bytes(16)
 _ZERO_SPAN_ID = bytes(8)
 
@@ -210,7 +209,8 @@ class RowBuilder:
         """Refuse values that look like JSON nested deeper than ``max_json_depth``."""
         limit = self.limits.max_json_depth
         for value in [v for v in attributes.values() if len(v) > limit]:  # a few per span
-            if not value.startswith(_JSON_OPENERS) or value.lstrip()[:1] not in ("[", "{"):
+            head = value[0]
+            if head not in "[{" and not (head.isspace() and value.lstrip()[:1] in ("[", "{")):
                 continue
             if value.count("[") + value.count("{") <= limit:
                 continue

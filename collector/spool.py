@@ -175,7 +175,7 @@ class Spool:
         self._synced = 0
         self._failed = _Failures()
         self._seal_requested = False
-        self._seal_error: OSError | None = None
+        self.seal_error: OSError | None = None  # the last failed seal, until one works
         self._closing = False
         self.broken: OSError | None = None  # the last write/sync failure, until one succeeds
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -279,13 +279,14 @@ class Spool:
             if not self._active.rows:
                 return None
             target = self._active.segment
-            self._seal_requested, self._seal_error = True, None
+            self._seal_requested = True
             self._cond.notify_all()
             self._cond.wait_for(lambda: not self._seal_requested, timeout)
             if target in self._sealed:
+                self.seal_error = None
                 return target
-            if self._seal_error is not None:
-                raise SpoolBroken(f"cannot start a new spool segment: {self._seal_error}")
+            if self.seal_error is not None:
+                raise SpoolBroken(f"cannot start a new spool segment: {self.seal_error}")
             return None
 
     def contents(self, segment: Segment) -> Contents:
@@ -463,7 +464,7 @@ class Spool:
             self._active = self._open_segment()
         except OSError as exc:
             log.warning("cannot start a new spool segment, keeping the current one: %s", exc)
-            self._seal_requested, self._seal_error = False, exc
+            self._seal_requested, self.seal_error = False, exc
             self._cond.notify_all()
             return False
         return True
