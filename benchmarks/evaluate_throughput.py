@@ -8,7 +8,8 @@ For each size, seeds that many LLM spans into a fresh embedded (chDB) store with
 arm and a candidate shadow arm 40 ms later in one trace, sharing a ``canary.pair_id``;
 span names ``chat <model>`` as the SDK writes them, so the two arms sit in different
 parts of the table's key) spread over the last hour, one third each with a JSON Schema,
-expected tool calls and the instructions of an IFEval prompt (with a short chat answer).
+expected tool calls and the instructions of an IFEval prompt (with a short chat answer),
+drawn by a hash of the request so that every size has the same mix.
 After a warm-up (evaluators load data on first use) it times one ``EvaluationRun`` with
 json_validation, instruction_adherence and tool_selection (the code behind ``canarytrace
 evaluate``) twice: reading the store directly (``--store``), and, after the results are
@@ -140,7 +141,7 @@ SELECT fromUnixTimestamp64Nano(toInt64({start_ns} + r * {step_ns} + arm * 400000
         replaceOne(arrayElement({{outputs:Array(String)}}, kind + 1), '@N@', toString(number))),
     1000000, 'Unset', ''
 FROM (SELECT number, intDiv(number, 2) AS r, number % 2 AS arm, r % {CANARIES} AS canary,
-             intDiv(r, {CANARIES}) % {kinds} AS kind,
+             cityHash64(r) % {kinds} AS kind,
              concat('svc-', leftPad(toString(canary), 2, '0')) AS service,
              concat('model-', toString(canary), if(arm = 0, '-base', '-lora')) AS model
       FROM numbers({spans}))"""

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import orjson
+
 from canarytrace import attributes as A
 from canarytrace import messages
 
@@ -501,12 +503,23 @@ _ANY_MARKER = frozenset(marker for c in CONVENTIONS for marker in c.markers)
 
 def finish_reasons_from_messages(attrs: Attributes) -> bool:
     """Fill ``gen_ai.response.finish_reasons`` from the output messages' finish reasons (the
-    OTel OpenAI instrumentation records them only there on streams); True when it did."""
+    OTel OpenAI instrumentation records them only there on streams); True when it did.
+
+    Every span without a convention's markers comes here, so it parses with orjson and reads
+    the messages' own ``finish_reason`` keys, as ``messages.loads`` would keep them."""
     output = attrs.get(A.GEN_AI_OUTPUT_MESSAGES)
     if not output or attrs.get(A.GEN_AI_RESPONSE_FINISH_REASONS) \
             or '"finish_reason"' not in output:
         return False
-    put_finish_reasons(attrs, finish_reasons_of(messages.loads(output)))
+    try:
+        value = orjson.loads(output)
+    except orjson.JSONDecodeError:
+        return False
+    output_messages = [value] if isinstance(value, dict) else value
+    if not isinstance(output_messages, list):
+        return False
+    put_finish_reasons(attrs, finish_reasons_of(
+        [m for m in output_messages if isinstance(m, dict)]))
     return bool(attrs.get(A.GEN_AI_RESPONSE_FINISH_REASONS))
 
 
