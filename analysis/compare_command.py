@@ -30,7 +30,7 @@ from canarytrace.analysis.service import (
     run_comparison,
 )
 from canarytrace.analysis.window import parse_slicings, parse_window, window_kind
-from canarytrace.cli import CommandError, CommandParser
+from canarytrace.cli import CommandError, CommandParser, open_output
 
 DEFAULT_STORE = "chdb://./.canarytrace/db"
 FORMATS = ("table", "json", "html")
@@ -185,17 +185,10 @@ def _print_table(report: dict[str, Any], output: str | None) -> None:
     if output is None:
         render_table(report, Console())
         return
-    with _open(output) as handle:
+    with open_output(output) as handle:
         render_table(report, Console(file=handle, width=140, force_terminal=False))
 
 
 def _write(path: str, text: str) -> None:
-    with _open(path) as handle:
+    with open_output(path) as handle:
         handle.write(text)
-
-
-def _open(path: str) -> Any:
-    try:
-        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - returned to a with block
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc

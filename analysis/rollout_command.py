@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from canarytrace.analysis.policy import PolicyError, read_policy_text
-from canarytrace.cli import CommandError, CommandParser
+from canarytrace.cli import CommandError, CommandParser, open_output
 
 DEFAULT_STORE = "chdb://./.canarytrace/db"
 ACTIONS = ("start", "status", "list", "stop", "looks")
@@ -236,7 +236,7 @@ def _emit(result: dict[str, Any], args: argparse.Namespace) -> None:
     from rich.console import Console
 
     if args.output:
-        with _open(args.output) as handle:
+        with open_output(args.output) as handle:
             _table(result, args.action, Console(file=handle, width=140, force_terminal=False))
     else:
         _table(result, args.action, Console())
@@ -276,12 +276,5 @@ def _write(text: str, path: str | None) -> None:
     if path is None:
         sys.stdout.write(text)
         return
-    with _open(path) as handle:
+    with open_output(path) as handle:
         handle.write(text)
-
-
-def _open(path: str) -> Any:
-    try:
-        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - returned to a with block
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -147,7 +147,7 @@ _FEEDBACK = TypeAdapter(FeedbackIn)
 _VERDICT = TypeAdapter(VerdictIn)
 
 
-async def _parse(request: Request, collector: Collector, adapter: TypeAdapter[Any]) -> Any:
+async def parse_body(request: Request, collector: Collector, adapter: TypeAdapter[Any]) -> Any:
     """Validate a JSON body under the size limit; 413 or 422 with the exact problem."""
     try:
         body = await read_body(request, collector.settings.max_body_bytes)
@@ -206,7 +206,7 @@ def list_eval_results(request: Request, project: Project,
 async def post_eval_results(request: Request, project: Project) -> dict[str, Any]:
     """Store a JSON list of eval results (re-scoring a span replaces its earlier result)."""
     collector = collector_of(request)
-    results = await _parse(request, collector, _EVAL_LIST)
+    results = await parse_body(request, collector, _EVAL_LIST)
     rows = [result.row(project) for result in results]
     count = await run_in_threadpool(collector.store.insert_eval_results, rows)
     return {"inserted": count}
@@ -215,7 +215,7 @@ async def post_eval_results(request: Request, project: Project) -> dict[str, Any
 @router.post("/v1/feedback")
 async def post_feedback(request: Request, project: Project) -> dict[str, Any]:
     collector = collector_of(request)
-    feedback = await _parse(request, collector, _FEEDBACK)
+    feedback = await parse_body(request, collector, _FEEDBACK)
     row = _columns(feedback, Project=project,
                    FeedbackId=feedback.feedback_id or uuid.uuid4().hex)
     await run_in_threadpool(collector.store.insert_feedback, [row])
@@ -232,7 +232,7 @@ def list_feedback(request: Request, project: Project,
 @router.post("/api/verdicts")
 async def post_verdict(request: Request, project: Project) -> dict[str, Any]:
     collector = collector_of(request)
-    verdict = await _parse(request, collector, _VERDICT)
+    verdict = await parse_body(request, collector, _VERDICT)
     await run_in_threadpool(collector.store.insert_verdict, _columns(verdict, Project=project))
     return {"inserted": 1}
 

@@ -20,9 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic.alias_generators import to_pascal
 from starlette.concurrency import run_in_threadpool
 
-from canarytrace.collector import otlp
-from canarytrace.collector.ingest_routes import read_body
-from canarytrace.collector.state import Collector, collector_of, project_of
+from canarytrace.collector.api_routes import parse_body
+from canarytrace.collector.state import collector_of, project_of
 from canarytrace.evaluators.base import JUDGE_ERROR
 from canarytrace.store.queries import MAX_PAGE, BadQuery
 from canarytrace.store.scan import COLUMN_NAMES, SpanScan, page_context
@@ -117,17 +116,6 @@ def _rows(lines: list[bytes]) -> bytes:
     return b"[" + b",".join(lines) + b"]"
 
 
-async def _validated(request: Request, collector: Collector, adapter: TypeAdapter[Any]) -> Any:
-    try:
-        body = await read_body(request, collector.settings.max_body_bytes)
-    except otlp.BadRequest as exc:
-        raise HTTPException(exc.status, exc.message) from exc
-    try:
-        return adapter.validate_json(body)
-    except ValidationError as exc:
-        raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from exc
-
-
 @router.get("/api/evaluation/spans")
 def span_page(request: Request, project: Project,
               query: Annotated[SpanPageQuery, Query()]) -> Response:
@@ -147,7 +135,7 @@ async def page_lookups(request: Request, project: Project) -> Response:
     """Base arms of ``pair_ids``, spans of ``trace_ids``, and which of ``span_ids`` each
     (evaluator, version) already scored (provisional judge_errors left out)."""
     collector = collector_of(request)
-    query = await _validated(request, collector, _CONTEXT)
+    query = await parse_body(request, collector, _CONTEXT)
     if query.until_ns <= query.since_ns:
         raise HTTPException(400, "until_ns must be after since_ns")
     rows = await run_in_threadpool(
@@ -162,7 +150,7 @@ async def page_lookups(request: Request, project: Project) -> Response:
 async def store_results(request: Request, project: Project) -> dict[str, int]:
     """Store compact eval results (re-scoring a span replaces its earlier result)."""
     collector = collector_of(request)
-    batch = await _validated(request, collector, _BATCH)
+    batch = await parse_body(request, collector, _BATCH)
     unknown = [c for c in batch.columns if c not in _RESULT_COLUMNS]
     if unknown or len(set(batch.columns)) != len(batch.columns):
         raise HTTPException(422, f"columns must be distinct names among "

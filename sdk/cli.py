@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 
 class CommandError(Exception):
@@ -20,6 +20,14 @@ class CommandError(Exception):
     def __init__(self, message: str, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def open_output(path: str) -> TextIO:
+    """``path`` opened for writing text; CommandError (one line) when it cannot be."""
+    try:
+        return open(path, "w", encoding="utf-8")  # noqa: SIM115 - returned to a with block
+    except OSError as exc:
+        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 class CommandParser(argparse.ArgumentParser):
