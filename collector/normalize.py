@@ -237,7 +237,8 @@ def finish_reasons_of(output: list[messages.Message]) -> list[str]:
 
 def put_finish_reasons(attrs: Attributes, reasons: list[str]) -> None:
     """``gen_ai.response.finish_reasons`` as the JSON list an SDK array attribute becomes."""
-    put(attrs, A.GEN_AI_RESPONSE_FINISH_REASONS, reasons)
+    if reasons:
+        put(attrs, A.GEN_AI_RESPONSE_FINISH_REASONS, orjson.dumps(reasons).decode())
 
 
 def put_output_messages(attrs: Attributes, output: list[messages.Message]) -> None:

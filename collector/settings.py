@@ -38,8 +38,8 @@ class Settings(BaseSettings):
                                                      "folder); one collector per spool")
     spool_max_bytes: int = Field(512 * MIB, gt=0,
                                  description="spool size at which requests get 503")
-    flush_rows: int = Field(10_000, gt=0, description="rows per ClickHouse insert (at most)")
-    flush_interval_s: float = Field(1.0, gt=0, description="longest time a span waits for insert")
+    flush_rows: int = Field(50_000, gt=0, description="rows per ClickHouse insert (at most)")
+    flush_interval_s: float = Field(2.0, gt=0, description="longest time a span waits for insert")
 
     keys_file: Path | None = Field(None, description="API keys file (default: keys.json in "
                                                      "the store's state folder)")
