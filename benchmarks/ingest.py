@@ -5,7 +5,8 @@ messages, ~0.8 KB each, fresh ids in every batch) over loopback on a few keep-al
 connections, for a fixed time after a warm-up, and reports accepted spans/s and the
 p50/p99 latency of a request. For canarytrace a 200 means the spans are fsynced in the
 spool; the benchmark then waits until the writer has stored everything in ClickHouse
-and reports the end-to-end stored rate too. Phoenix (if ``phoenix`` is installed, on
+and reports the end-to-end stored rate too, and the server's CPU per span (ingest
+workers and the server's threads by name). Phoenix (if ``phoenix`` is installed, on
 PATH or via ``--phoenix-bin``) receives the same payloads on its OTLP endpoint.
 
     python benchmarks/ingest.py                  # 20 s per server, 4 connections
@@ -180,17 +181,28 @@ def wait_http(url: str, timeout: float = 120.0) -> None:
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time used so far by a process and its live children (ingest workers)."""
-    total = 0.0
+def _cpu_of(stat: Path) -> float:
+    fields = stat.read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_part(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server: its ingest workers (child processes), and its
+    own threads by name (``python`` for Python threads; ClickHouse names its own)."""
+    parts: dict[str, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rpartition(")")[2].split()
+            if stat.read_text().rpartition(")")[2].split()[1] == str(pid):
+                parts["ingest workers"] = parts.get("ingest workers", 0.0) + _cpu_of(stat)
+        except (OSError, IndexError):
+            continue
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            name = (task / "comm").read_text().strip()
+            parts[name] = parts.get(name, 0.0) + _cpu_of(task / "stat")
         except OSError:
             continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return parts
 
 
 def metric(base: str, name: str) -> float:
@@ -213,9 +225,11 @@ def bench_canarytrace(workdir: Path, seconds: float, connections: int) -> Result
         wait_http(f"{base}/readyz")
         started = time.perf_counter()
         after_warmup: list[float] = []  # server CPU and spans stored when the window opens
+        parts_at_mark: dict[str, float] = {}
 
         def mark() -> None:
-            after_warmup.extend((cpu_seconds(server.pid),
+            parts_at_mark.update(cpu_by_part(server.pid))
+            after_warmup.extend((sum(parts_at_mark.values()),
                                  metric(base, "canarytrace_spans_stored_total")))
 
         marker = threading.Timer(WARMUP_S, mark)  # ingest workers start during the warm-up
@@ -225,12 +239,18 @@ def bench_canarytrace(workdir: Path, seconds: float, connections: int) -> Result
         load_ended = time.perf_counter()
         while metric(base, "canarytrace_spool_bytes") > 4096:  # wait until stored
             time.sleep(0.2)
-        drained, cpu = time.perf_counter(), cpu_seconds(server.pid) - after_warmup[0]
+        drained, parts = time.perf_counter(), cpu_by_part(server.pid)
         stored = metric(base, "canarytrace_spans_stored_total")
+        spans = stored - after_warmup[1]
+        per_span = {name: (used - parts_at_mark.get(name, 0.0)) / spans * 1e6
+                    for name, used in parts.items()}
+        split = ", ".join(f"{name} {us:.0f}" for name, us in
+                          sorted(per_span.items(), key=lambda item: -item[1]) if us >= 0.5)
         result.note = (f"then {drained - load_ended:.1f}s to drain the spool; stored "
                        f"{stored:,.0f} spans = {stored / (drained - started):,.0f} spans/s end "
                        f"to end incl. warm-up; server CPU (workers included, from the end of "
-                       f"the warm-up) {cpu / (stored - after_warmup[1]) * 1e6:.0f} us/span")
+                       f"the warm-up) {sum(per_span.values()):.0f} us/span\n"
+                       f"{'':32} by thread (us/span): {split}")
         return result
     finally:
         stop(server)
