@@ -170,6 +170,7 @@ class Spool:
         self._cond = threading.Condition()
         self._sealed: list[Segment] = []
         self._sealed_bytes = 0
+        self._owned: set[str] = set()  # names of every segment file this spool made or adopted
         self._next_seq = 1
         self._written = 0
         self._synced = 0
@@ -304,6 +305,7 @@ class Spool:
         with self._cond:
             self._sealed.remove(segment)
             self._sealed_bytes -= size
+            self._owned.discard(segment.path.name)
 
     def quarantine(self, segment: Segment, reason: str, records: list[int] | None = None) -> Path:
         """Move a segment the store refuses as poison to ``dead/`` (or, with ``records``,
@@ -322,6 +324,7 @@ class Spool:
             with self._cond:
                 self._sealed.remove(segment)
                 self._sealed_bytes -= target.stat().st_size
+                self._owned.discard(segment.path.name)
         else:
             target = dead / f"{segment.path.stem}-r{records[0]}{SUFFIX}"
             kept = [contents.records[i] for i in records]
@@ -358,19 +361,22 @@ class Spool:
 
     def rescan(self) -> int:
         """Adopt segment files put into the directory from outside (``canarytrace spool
-        replay``); returns how many were added."""
-        with self._cond:
-            known = {s.path.name for s in self._sealed} | {self._active.segment.path.name}
-        found = [p for p in sorted(self.directory.glob(f"*{SUFFIX}")) if p.name not in known]
+        replay``); returns how many were added. Listed under the lock, so a segment being
+        sealed right now (neither active nor sealed yet) is never mistaken for one."""
         added = 0
-        for path in found:
-            with contextlib.suppress(FileNotFoundError):
-                size = path.stat().st_size
-                with self._cond:
-                    self._sealed.append(Segment(path))
-                    self._sealed_bytes += size
-                added += 1
+        with self._cond:
+            for path in sorted(self.directory.glob(f"*{SUFFIX}")):
+                if path.name not in self._owned:
+                    with contextlib.suppress(FileNotFoundError):  # moved away meanwhile
+                        self._adopt(path)
+                        added += 1
         return added
+
+    def _adopt(self, path: Path) -> None:
+        """Take a segment file on as sealed (lock held, or not yet shared)."""
+        self._sealed.append(Segment(path))
+        self._sealed_bytes += path.stat().st_size
+        self._owned.add(path.name)
 
     def close(self) -> None:
         """Stop the syncer after a final fsync; unsealed records stay on disk for replay."""
@@ -395,8 +401,7 @@ class Spool:
             if path.stat().st_size <= MAGIC_SIZE:
                 path.unlink()
                 continue
-            self._sealed.append(Segment(path))
-            self._sealed_bytes += path.stat().st_size
+            self._adopt(path)
         for tmp in self.directory.glob(f"*{SUFFIX}.tmp"):
             tmp.unlink()
 
@@ -412,6 +417,7 @@ class Spool:
             path.unlink(missing_ok=True)
             raise
         self._next_seq += 1
+        self._owned.add(path.name)
         return _Active(Segment(path), fd)
 
     def _repair(self, active: _Active, needed: bool = False) -> None:
@@ -493,6 +499,7 @@ class Spool:
                 self._sealed_bytes += active.bytes
             else:
                 active.segment.path.unlink(missing_ok=True)
+                self._owned.discard(active.segment.path.name)
             self._seal_requested = False
         self._wake()
         self._cond.notify_all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -81,3 +82,54 @@ def test_a_full_disk_fails_only_the_write_that_did_not_fit_and_then_heals(tmp_pa
         segment = spool.seal()
         assert [r.payload for r in spool.contents(segment).records] == [b"kept-1", b"kept-2"]
         spool.close()
+
+
+def test_a_segment_being_sealed_is_never_adopted_twice_by_the_replay_rescan(tmp_path,
+                                                                            monkeypatch):
+    """The writer rescans the directory once a second for replayed segments. A segment
+    that is being sealed (its fsync still running) is neither active nor sealed: taking it
+    for a replayed one listed it twice, so it was stored, deleted, and then looked for
+    again forever, and everything spooled after it waited behind it."""
+    import canarytrace.collector.spool as spool_module
+
+    spool = Spool(tmp_path, max_bytes=1_000_000)
+    spool.wait_durable_sync(spool.append(b"acked before the seal", rows=1))
+    in_fsync, release = threading.Event(), threading.Event()
+    real_fsync = spool_module.os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        if threading.current_thread().name == "spool-syncer" and not release.is_set():
+            in_fsync.set()
+            release.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(spool_module.os, "fsync", slow_fsync)
+    sealing = threading.Thread(target=spool.seal)
+    sealing.start()
+    assert in_fsync.wait(10), "the seal never reached its fsync"
+    adopted = spool.rescan()  # the writer's housekeeping, inside the window
+    release.set()
+    sealing.join(10)
+    monkeypatch.setattr(spool_module.os, "fsync", real_fsync)
+
+    assert adopted == 0
+    (segment,) = spool.sealed()
+    assert spool.read(segment) == (b"acked before the seal", 1)
+    spool.remove(segment)
+    spool.wait_durable_sync(spool.append(b"acked after the seal", rows=1))
+    assert spool.rescan() == 0  # nor the new active segment
+    assert spool.read(spool.seal()) == (b"acked after the seal", 1)
+    assert len(spool.sealed()) == 1
+    spool.close()
+
+
+def test_a_segment_put_back_by_spool_replay_is_adopted_once(tmp_path):
+    spool = Spool(tmp_path, max_bytes=1_000_000)
+    spool.wait_durable_sync(spool.append(b"quarantined", rows=1))
+    dead = spool.quarantine(spool.seal(), "refused")
+    dead.rename(tmp_path / dead.name)  # what `canarytrace spool replay` does
+    assert spool.rescan() == 1
+    assert spool.rescan() == 0
+    (segment,) = spool.sealed()
+    assert spool.read(segment) == (b"quarantined", 1)
+    spool.close()
