@@ -374,8 +374,9 @@ class Spool:
 
     def _adopt(self, path: Path) -> None:
         """Take a segment file on as sealed (lock held, or not yet shared)."""
+        size = path.stat().st_size
         self._sealed.append(Segment(path))
-        self._sealed_bytes += path.stat().st_size
+        self._sealed_bytes += size
         self._owned.add(path.name)
 
     def close(self) -> None:
