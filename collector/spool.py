@@ -307,6 +307,14 @@ class Spool:
             self._sealed_bytes -= size
             self._owned.discard(segment.path.name)
 
+    def forget(self, segment: Segment) -> None:
+        """Drop a sealed segment whose file is gone (deleted by hand) from the queue."""
+        with self._cond:
+            self._sealed.remove(segment)
+            self._owned.discard(segment.path.name)
+            self._sealed_bytes = sum(s.path.stat().st_size for s in self._sealed
+                                     if s.path.exists())
+
     def quarantine(self, segment: Segment, reason: str, records: list[int] | None = None) -> Path:
         """Move a segment the store refuses as poison to ``dead/`` (or, with ``records``,
         copy just those records there); returns the dead segment's path.

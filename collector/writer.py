@@ -138,7 +138,13 @@ class Writer:
 
     def _store(self, segment: Segment) -> None:
         """Insert one sealed segment, quarantining only records the store refuses."""
-        contents = self.spool.contents(segment)
+        try:
+            contents = self.spool.contents(segment)
+        except FileNotFoundError:  # not ours to lose, and waiting cannot bring it back
+            log.error("spool segment %s was deleted before it was stored; its spans are "
+                      "gone, the segments after it go on", segment.path.name)
+            self.spool.forget(segment)
+            return
         tables: dict[int, pa.Table] = {}
         bad: dict[int, str] = {}
         for index, record in enumerate(contents.records):

@@ -254,3 +254,23 @@ def test_store_errors_are_told_apart_refused_outage_or_unknown(store):
         Store.from_url("http://127.0.0.1:9/").client.command("SELECT 1")
     assert classify(down.value) is Fault.OUTAGE
     assert store.query(f"SELECT count() AS n FROM {table} WHERE Project = 'never'") == [{"n": 0}]
+
+
+def test_a_spool_segment_deleted_by_hand_does_not_hold_back_the_ones_after_it(store, tmp_path):
+    spool = Spool(tmp_path / "spool", max_bytes=10_000_000)
+    segments = []
+    for service in ("deleted", "kept"):
+        rows = rows_for(service, [P.span() for _ in range(3)])
+        spool.wait_durable_sync(spool.append(span_columns.to_ipc(span_columns.table(rows)), 3))
+        segments.append(spool.seal())
+    segments[0].path.unlink()  # an operator cleaning up the wrong folder
+    writer = Writer(spool, store, CollectorMetrics(), flush_rows=100, flush_interval_s=0.05)
+    writer.start()
+    deadline = time.monotonic() + 20
+    while spool.sealed() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    writer.stop()
+    spool.close()
+    assert spool.sealed() == []
+    assert raw_count(store, "kept") == 3
+    assert writer.outage is None
