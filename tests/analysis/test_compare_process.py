@@ -7,7 +7,6 @@ that the processes started here can open it (chDB: one process per directory).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from canarytrace import cli
 from canarytrace.analysis.report_json import validate_report
 from canarytrace.store.client import Store
 from tests.analysis import simulate as sim
-from tests.support.collector import running_collector
+from tests.support.collector import cli_env, running_collector
 
 WINDOW = ["--since", "2025-03-01T00:00:00Z", "--until", "2025-03-02T00:00:00Z"]
 MODELS = ["--base", sim.BASE_MODEL, "--candidate", sim.CANDIDATE_MODEL]
@@ -39,18 +38,11 @@ def directory(tmp_path_factory) -> Path:
     return directory
 
 
-def _env() -> dict[str, str]:
-    env = {**os.environ, "COLUMNS": "160"}
-    for name in ("CANARYTRACE_STORE", "CANARYTRACE_COLLECTOR", "CANARYTRACE_API_KEY"):
-        env.pop(name, None)
-    return env
-
-
 def test_the_command_in_a_subprocess_exits_11_with_a_valid_json_report(directory):
     out = subprocess.run(
         [sys.executable, "-m", "canarytrace.cli", "compare", *MODELS, *WINDOW,
          "--store", f"chdb://{directory / 'db'}", "--format", "json", "--no-record"],
-        capture_output=True, text=True, env=_env(), timeout=120)
+        capture_output=True, text=True, env=cli_env(), timeout=120)
     assert out.returncode == 11, out.stderr
     report = json.loads(out.stdout)
     validate_report(report)
@@ -109,7 +101,7 @@ def _create_key(directory: Path, project: str) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "canarytrace.cli", "keys", "--store",
          f"chdb://{directory / 'db'}", "create", "--project", project],
-        env=_env(), capture_output=True, text=True, check=True)
+        env=cli_env(), capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 

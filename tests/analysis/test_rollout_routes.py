@@ -5,7 +5,6 @@ policy bounds on ``GET /api/compare``."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,14 +16,7 @@ from canarytrace.analysis.report_json import validate_report
 from canarytrace.store.client import Store
 from tests.analysis import simulate as sim
 from tests.analysis.test_rollouts import DROP, _seed
-from tests.support.collector import running_collector
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "COLUMNS": "160"}
-    for name in ("CANARYTRACE_STORE", "CANARYTRACE_COLLECTOR", "CANARYTRACE_API_KEY"):
-        env.pop(name, None)
-    return env
+from tests.support.collector import cli_env, running_collector
 
 
 def test_the_routes_and_the_cli_through_a_running_collector(tmp_path):
@@ -65,7 +57,7 @@ def test_the_routes_and_the_cli_through_a_running_collector(tmp_path):
                 "base": "a", "candidate": "b", "policy": policy})
             assert answer.status_code == 400, answer.text
 
-        env = {**_env(), "CANARYTRACE_COLLECTOR": collector.url}
+        env = {**cli_env(), "CANARYTRACE_COLLECTOR": collector.url}
         run = subprocess.run([sys.executable, "-m", "canarytrace.cli", "rollout", "start",
                               "--base", sim.BASE_MODEL, "--candidate", sim.CANDIDATE_MODEL,
                               "--start", "2025-03-01T00:00:00Z", "--format", "json"],

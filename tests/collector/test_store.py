@@ -184,12 +184,7 @@ def test_a_segment_replayed_after_a_crash_is_not_stored_twice(store, tmp_path):
 
     reopened = Spool(tmp_path / "spool", max_bytes=10_000_000)
     assert reopened.sealed() == [segment]
-    writer = Writer(reopened, store, CollectorMetrics(), flush_rows=100, flush_interval_s=0.05)
-    writer.start()
-    deadline = time.monotonic() + 20
-    while reopened.sealed() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    writer.stop()
+    drain(reopened, store)
     reopened.close()
     assert reopened.sealed() == []
     assert raw_count(store, "replay") == 4
@@ -264,13 +259,19 @@ def test_a_spool_segment_deleted_by_hand_does_not_hold_back_the_ones_after_it(st
         spool.wait_durable_sync(spool.append(span_columns.to_ipc(span_columns.table(rows)), 3))
         segments.append(spool.seal())
     segments[0].path.unlink()  # an operator cleaning up the wrong folder
+    writer = drain(spool, store)
+    spool.close()
+    assert spool.sealed() == []
+    assert raw_count(store, "kept") == 3
+    assert writer.outage is None
+
+
+def drain(spool: Spool, store: Store) -> Writer:
+    """Run a writer until the spool has no sealed segment left (at most 20 s), then stop it."""
     writer = Writer(spool, store, CollectorMetrics(), flush_rows=100, flush_interval_s=0.05)
     writer.start()
     deadline = time.monotonic() + 20
     while spool.sealed() and time.monotonic() < deadline:
         time.sleep(0.05)
     writer.stop()
-    spool.close()
-    assert spool.sealed() == []
-    assert raw_count(store, "kept") == 3
-    assert writer.outage is None
+    return writer

@@ -28,6 +28,15 @@ import httpx
 FAST_FLUSH = {"CANARYTRACE_FLUSH_INTERVAL_S": "0.1", "CANARYTRACE_EVAL_ENABLED": "false"}
 
 
+def cli_env() -> dict[str, str]:
+    """The environment for a ``canarytrace`` subprocess: wide output, and no store,
+    collector or key inherited from the developer's shell."""
+    env = {**os.environ, "COLUMNS": "160"}
+    for name in ("CANARYTRACE_STORE", "CANARYTRACE_COLLECTOR", "CANARYTRACE_API_KEY"):
+        env.pop(name, None)
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
