@@ -39,8 +39,8 @@ class Prepared:
 def prepare(body: bytes, encoding: otlp.Encoding, project: str, builder: RowBuilder) -> Prepared:
     """Decode and convert one request body (raises otlp.BadRequest for an unusable body)."""
     converted = builder.convert(otlp.decode(body, encoding), project)
-    payload = span_columns.to_ipc(span_columns.table(converted.rows)) if converted.rows else b""
-    return Prepared(payload, len(converted.rows), converted.rejected,
+    payload = span_columns.to_ipc(converted.table()) if converted.spans else b""
+    return Prepared(payload, len(converted.spans), converted.rejected,
                     converted.error_message(), converted.truncated_values)
 
 

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from canarytrace import attributes as A
 from canarytrace.collector.normalize import normalize
+from canarytrace.store import span_columns
 
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES = ("Unset", "Ok", "Error")
@@ -44,14 +46,55 @@ class Limits:
     max_json_depth: int = 64
 
 
+SPAN_FIELDS = ("Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName",
+               "SpanKind", "SpanAttributes", "Duration", "StatusCode", "StatusMessage",
+               "Events", "Links")
+"""One span's values, in order; ``Events`` and ``Links`` are each a tuple of the lists of
+NESTED_FIELDS, or None when the span has none."""
+NESTED_FIELDS = {
+    "Events": ("Events.Timestamp", "Events.Name", "Events.Attributes"),
+    "Links": ("Links.TraceId", "Links.SpanId", "Links.TraceState", "Links.Attributes"),
+}
+SCOPE_FIELDS = ("ServiceName", "ResourceAttributes", "ScopeName", "ScopeVersion")
+
+
 @dataclass
 class Converted:
-    """The rows of one request, and what was refused or cut on the way."""
+    """The spans of one request, kept column-ready, and what was refused or cut on the way."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    spans: list[tuple[Any, ...]] = field(default_factory=list)
+    """Each span's SPAN_FIELDS values."""
+    scopes: list[tuple[Any, ...]] = field(default_factory=list)
+    """Each span's SCOPE_FIELDS values (one tuple shared by the spans of a scope)."""
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
     truncated_values: int = 0
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The spans as otel_traces rows keyed by column name (``Events.Name`` etc.)."""
+        rows = []
+        for values, scope in zip(self.spans, self.scopes, strict=True):
+            row = dict(zip(SPAN_FIELDS, values, strict=True))
+            for nested, fields in NESTED_FIELDS.items():
+                if lists := row.pop(nested):
+                    row.update(zip(fields, lists, strict=True))
+            row.update(zip(SCOPE_FIELDS, scope, strict=True))
+            rows.append(row)
+        return rows
+
+    def table(self) -> pa.Table:
+        """The spans as one Arrow table, built by column (no row dicts on the way)."""
+        count = len(self.spans)
+        columns = dict(zip(SPAN_FIELDS, zip(*self.spans, strict=True), strict=count > 0))
+        columns.update(zip(SCOPE_FIELDS, zip(*self.scopes, strict=True), strict=count > 0))
+        for nested, fields in NESTED_FIELDS.items():
+            values = columns.pop(nested, ())
+            if any(values):
+                empty = ([],) * len(fields)
+                columns.update(zip(fields, zip(*(v or empty for v in values), strict=True),
+                                   strict=True))
+        return span_columns.columns_table(columns, count)
 
     def error_message(self) -> str:
         """One line for OTLP ``partial_success.error_message``, naming the rejected spans."""
@@ -128,17 +171,16 @@ class RowBuilder:
             service = resource.get(A.SERVICE_NAME, "")
             for scope_spans in resource_spans.scope_spans:
                 scope = scope_spans.scope
-                shared = {"ServiceName": service, "ResourceAttributes": resource,
-                          "ScopeName": scope.name, "ScopeVersion": scope.version}
+                shared = (service, resource, scope.name, scope.version)
                 for span in scope_spans.spans:
                     try:
-                        row = self.row(span, out)
+                        values = self.span_values(span, out)
                     except SpanRejected as exc:
                         out.rejected += 1
                         out.errors.append(f"span {span.span_id.hex() or '(no id)'}: {exc}")
                         continue
-                    row.update(shared)
-                    out.rows.append(row)
+                    out.spans.append(values)
+                    out.scopes.append(shared)
         return out
 
     @staticmethod
@@ -148,7 +190,8 @@ class RowBuilder:
         out.rejected += count
         out.errors.append(reason)
 
-    def row(self, span: Span, out: Converted) -> dict[str, Any]:
+    def span_values(self, span: Span, out: Converted) -> tuple[Any, ...]:
+        """A span's SPAN_FIELDS values, or SpanRejected."""
         trace_id, span_id, parent_span_id = span.trace_id, span.span_id, span.parent_span_id
         check_ids(trace_id, span_id, parent_span_id)
         start, end, kind = span.start_time_unix_nano, span.end_time_unix_nano, span.kind
@@ -164,24 +207,11 @@ class RowBuilder:
         attributes = self.attributes(span.attributes, out)
         if normalize(attributes):
             self.truncate(attributes, out)
-        row = {
-            "Timestamp": start,
-            "TraceId": trace_id.hex(),
-            "SpanId": span_id.hex(),
-            "ParentSpanId": parent_span_id.hex(),
-            "TraceState": span.trace_state,
-            "SpanName": span.name,
-            "SpanKind": SPAN_KINDS[kind],
-            "SpanAttributes": attributes,
-            "Duration": end - start if end > start else 0,
-            "StatusCode": STATUS_CODES[code],
-            "StatusMessage": status.message,
-        }
-        if span.events:
-            self.events(span, row, out)
-        if span.links:
-            self.links(span, row, out)
-        return row
+        return (start, trace_id.hex(), span_id.hex(), parent_span_id.hex(), span.trace_state,
+                span.name, SPAN_KINDS[kind], attributes, end - start if end > start else 0,
+                STATUS_CODES[code], status.message,
+                self.events(span, out) if span.events else None,
+                self.links(span, out) if span.links else None)
 
     def attributes(self, key_values: Any, out: Converted) -> dict[str, str]:
         """Attribute values as strings; long ones truncated; too many, too long keys or JSON
@@ -233,21 +263,22 @@ class RowBuilder:
                 attributes[key] = value[:limit] + A.TRUNCATION_MARKER
                 out.truncated_values += 1
 
-    def events(self, span: Span, row: dict[str, Any], out: Converted) -> None:
+    def events(self, span: Span, out: Converted) -> tuple[list[Any], ...]:
+        """The EVENT_FIELDS lists of a span."""
         for event in span.events:
             if event.time_unix_nano > MAX_TIMESTAMP_NS:
                 raise SpanRejected(f"event time_unix_nano {event.time_unix_nano} is after 2262")
-        row["Events.Timestamp"] = [e.time_unix_nano for e in span.events]
-        row["Events.Name"] = [e.name for e in span.events]
-        row["Events.Attributes"] = [self.attributes(e.attributes, out) for e in span.events]
+        return ([e.time_unix_nano for e in span.events], [e.name for e in span.events],
+                [self.attributes(e.attributes, out) for e in span.events])
 
-    def links(self, span: Span, row: dict[str, Any], out: Converted) -> None:
+    def links(self, span: Span, out: Converted) -> tuple[list[Any], ...]:
+        """The LINK_FIELDS lists of a span."""
         for link in span.links:
             check_ids(link.trace_id, link.span_id, b"", what="link ")
-        row["Links.TraceId"] = [link.trace_id.hex() for link in span.links]
-        row["Links.SpanId"] = [link.span_id.hex() for link in span.links]
-        row["Links.TraceState"] = [link.trace_state for link in span.links]
-        row["Links.Attributes"] = [self.attributes(link.attributes, out) for link in span.links]
+        return ([link.trace_id.hex() for link in span.links],
+                [link.span_id.hex() for link in span.links],
+                [link.trace_state for link in span.links],
+                [self.attributes(link.attributes, out) for link in span.links])
 
 
 def nesting_depth(text: str) -> int:

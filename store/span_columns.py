@@ -9,7 +9,7 @@ same as one from today. One request's rows travel as one Arrow IPC stream.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -57,31 +57,40 @@ def timestamp_ns(value: Any) -> int:
 
 
 def table(rows: list[Mapping[str, Any]]) -> pa.Table:
-    """Rows (as ``RowBuilder`` makes them) as one Arrow table of the otel_traces columns.
+    """Rows (dicts keyed by column name) as one Arrow table of the otel_traces columns.
 
     A value of the wrong type raises ``TypeError`` or ``ValueError`` naming the column.
     """
+    present = set().union(*rows)
+    return columns_table({name: [row.get(name, default) for row in rows]
+                          for name, _, default in COLUMNS if name in present}, len(rows))
+
+
+def columns_table(columns: Mapping[str, Sequence[Any]], count: int) -> pa.Table:
+    """Columns by name, each ``count`` values long, as one Arrow table; an absent column
+    holds its default. Maps shared by many rows (a resource's) are built once."""
     arrays = []
     for name, kind, default in COLUMNS:
+        values = columns.get(name)
+        if values is None:
+            arrays.append(_default_column(kind, default, count))
+            continue
         try:
-            arrays.append(_column(rows, name, kind, default))
+            arrays.append(_map_column(values) if name in _FLAT_MAPS
+                          else pa.array(values, type=kind))
         except (pa.ArrowTypeError, pa.ArrowInvalid, TypeError, OverflowError, AttributeError):
-            arrays.append(_coerced(name, kind, [row.get(name, default) for row in rows]))
+            arrays.append(_coerced(name, kind, list(values)))
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
-def _column(rows: list[Mapping[str, Any]], name: str, kind: pa.DataType,
-            default: Any) -> pa.Array:
-    """One column, the fast way: maps built flat (a resource's map once), empty lists at once."""
-    if name in _FLAT_MAPS:
-        return _map_column([row.get(name, default) for row in rows])
-    if default == [] and not any(name in row for row in rows):  # no events or links at all
-        offsets = pa.array([0] * (len(rows) + 1), pa.int32())
+def _default_column(kind: pa.DataType, default: Any, count: int) -> pa.Array:
+    if default == []:  # no events or links at all: empty lists without a value each
+        offsets = pa.array([0] * (count + 1), pa.int32())
         return pa.ListArray.from_arrays(offsets, pa.array([], kind.value_type), type=kind)
-    return pa.array([row.get(name, default) for row in rows], type=kind)
+    return pa.array([default] * count, type=kind)
 
 
-def _map_column(maps: list[Mapping[str, str]]) -> pa.Array:
+def _map_column(maps: Sequence[Mapping[str, str]]) -> pa.Array:
     """Map(String, String) from dicts; dicts shared by many rows (a resource's) built once."""
     first: dict[int, int] = {}
     unique: list[Mapping[str, str]] = []
