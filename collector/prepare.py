@@ -9,6 +9,7 @@ the parent runs chDB threads) and hold their own RowBuilder.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from canarytrace.collector.rows import Limits, RowBuilder
 from canarytrace.store import span_columns
 
 PARENT_CHECK_S = 1.0
+WORKER_GC_THRESHOLD = (50_000, 20, 20)
 _worker_builder: RowBuilder | None = None
 
 
@@ -47,6 +49,8 @@ def prepare(body: bytes, encoding: otlp.Encoding, project: str, builder: RowBuil
 def _init_worker(limits: Limits) -> None:
     global _worker_builder
     _worker_builder = RowBuilder(limits)
+    gc.freeze()  # the imports stay; collections then only look at a request's objects,
+    gc.set_threshold(*WORKER_GC_THRESHOLD)  # which hold no cycles: collect seldom
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 

@@ -174,3 +174,29 @@ def test_canonical_attributes_win_over_foreign_ones():
 def test_canonical_spans_are_left_exactly_as_sent():
     attrs = {A.GEN_AI_REQUEST_MODEL: "m", A.CANARY_VARIANT: A.VARIANT_BASE}
     assert normalize(dict(attrs)) is False
+
+
+def test_the_arrow_table_built_by_column_holds_the_same_spans_as_the_rows():
+    """What the collector spools (columns straight from protobuf) equals the rows it names."""
+    from canarytrace.store import span_columns
+
+    start = 1_714_567_890_000_000_000
+    request = P.request([
+        P.span(attributes={"a": "1"}),
+        {**P.span(), "events": [{"time": start, "name": "e", "attributes": {"k": 2}}]},
+        {**P.span(), "trace_id": b"short"},  # rejected: the table has no hole for it
+        {**P.span(), "links": [{"trace_id": os.urandom(16), "span_id": os.urandom(8)}]},
+    ], service="one")
+    other = request.resource_spans.add()
+    other.CopyFrom(P.request([P.span()], service="two").resource_spans[0])
+    converted = BUILDER.convert(request, "proj")
+    assert converted.rejected == 1 and len(converted.spans) == 4
+
+    table = converted.table()
+    assert table.equals(span_columns.table(converted.rows))
+    rows = table.to_pylist()
+    assert [row["ServiceName"] for row in rows] == ["one", "one", "one", "two"]
+    assert [row["Events.Name"] for row in rows] == [[], ["e"], [], []]
+    assert [len(row["Links.SpanId"]) for row in rows] == [0, 0, 1, 0]
+    assert dict(rows[1]["Events.Attributes"][0]) == {"k": "2"}
+    assert BUILDER.convert(P.request([]), "proj").table().num_rows == 0
