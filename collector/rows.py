@@ -85,16 +85,17 @@ class Converted:
 
     def table(self) -> pa.Table:
         """The spans as one Arrow table, built by column (no row dicts on the way)."""
-        count = len(self.spans)
-        columns = dict(zip(SPAN_FIELDS, zip(*self.spans, strict=True), strict=count > 0))
-        columns.update(zip(SCOPE_FIELDS, zip(*self.scopes, strict=True), strict=count > 0))
+        if not self.spans:
+            return span_columns.columns_table({}, 0)
+        columns = dict(zip(SPAN_FIELDS, zip(*self.spans, strict=True), strict=True))
+        columns.update(zip(SCOPE_FIELDS, zip(*self.scopes, strict=True), strict=True))
         for nested, fields in NESTED_FIELDS.items():
-            values = columns.pop(nested, ())
+            values = columns.pop(nested)
             if any(values):
                 empty = ([],) * len(fields)
                 columns.update(zip(fields, zip(*(v or empty for v in values), strict=True),
                                    strict=True))
-        return span_columns.columns_table(columns, count)
+        return span_columns.columns_table(columns, len(self.spans))
 
     def error_message(self) -> str:
         """One line for OTLP ``partial_success.error_message``, naming the rejected spans."""
@@ -264,7 +265,7 @@ class RowBuilder:
                 out.truncated_values += 1
 
     def events(self, span: Span, out: Converted) -> tuple[list[Any], ...]:
-        """The EVENT_FIELDS lists of a span."""
+        """A span's lists of ``NESTED_FIELDS["Events"]``."""
         for event in span.events:
             if event.time_unix_nano > MAX_TIMESTAMP_NS:
                 raise SpanRejected(f"event time_unix_nano {event.time_unix_nano} is after 2262")
@@ -272,7 +273,7 @@ class RowBuilder:
                 [self.attributes(e.attributes, out) for e in span.events])
 
     def links(self, span: Span, out: Converted) -> tuple[list[Any], ...]:
-        """The LINK_FIELDS lists of a span."""
+        """A span's lists of ``NESTED_FIELDS["Links"]``."""
         for link in span.links:
             check_ids(link.trace_id, link.span_id, b"", what="link ")
         return ([link.trace_id.hex() for link in span.links],
