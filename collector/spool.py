@@ -303,17 +303,20 @@ class Spool:
         size = segment.path.stat().st_size
         segment.path.unlink()
         with self._cond:
-            self._sealed.remove(segment)
-            self._sealed_bytes -= size
-            self._owned.discard(segment.path.name)
+            self._release(segment, size)
 
     def forget(self, segment: Segment) -> None:
         """Drop a sealed segment whose file is gone (deleted by hand) from the queue."""
         with self._cond:
-            self._sealed.remove(segment)
-            self._owned.discard(segment.path.name)
+            self._release(segment, 0)  # its size is gone with it: count the others again
             self._sealed_bytes = sum(s.path.stat().st_size for s in self._sealed
                                      if s.path.exists())
+
+    def _release(self, segment: Segment, size: int) -> None:
+        """Take a sealed segment of ``size`` bytes off the queue (lock held)."""
+        self._sealed.remove(segment)
+        self._sealed_bytes -= size
+        self._owned.discard(segment.path.name)
 
     def quarantine(self, segment: Segment, reason: str, records: list[int] | None = None) -> Path:
         """Move a segment the store refuses as poison to ``dead/`` (or, with ``records``,
@@ -330,9 +333,7 @@ class Spool:
             os.replace(segment.path, target)
             fsync_directory(dead)
             with self._cond:
-                self._sealed.remove(segment)
-                self._sealed_bytes -= target.stat().st_size
-                self._owned.discard(segment.path.name)
+                self._release(segment, target.stat().st_size)
         else:
             target = dead / f"{segment.path.stem}-r{records[0]}{SUFFIX}"
             kept = [contents.records[i] for i in records]
