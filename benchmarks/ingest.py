@@ -181,8 +181,12 @@ def wait_http(url: str, timeout: float = 120.0) -> None:
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
-def _cpu_of(stat: Path) -> float:
-    fields = stat.read_text().rpartition(")")[2].split()
+def _stat_fields(stat: Path) -> list[str]:
+    """The fields of a /proc stat file after the command name (the parent pid is [1])."""
+    return stat.read_text().rpartition(")")[2].split()
+
+
+def _cpu_of(fields: list[str]) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -192,14 +196,15 @@ def cpu_by_part(pid: int) -> dict[str, float]:
     parts: dict[str, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            if stat.read_text().rpartition(")")[2].split()[1] == str(pid):
-                parts["ingest workers"] = parts.get("ingest workers", 0.0) + _cpu_of(stat)
-        except (OSError, IndexError):
+            fields = _stat_fields(stat)
+        except OSError:
             continue
+        if fields[1] == str(pid):
+            parts["ingest workers"] = parts.get("ingest workers", 0.0) + _cpu_of(fields)
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             name = (task / "comm").read_text().strip()
-            parts[name] = parts.get(name, 0.0) + _cpu_of(task / "stat")
+            parts[name] = parts.get(name, 0.0) + _cpu_of(_stat_fields(task / "stat"))
         except OSError:
             continue
     return parts
