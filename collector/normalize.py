@@ -499,7 +499,8 @@ class LegacyGenAI(Convention):
 
 
 CONVENTIONS: tuple[Convention, ...] = (TraceAI(), OpenInference(), OpenLLMetry(), LegacyGenAI())
-_ANY_MARKER = frozenset(marker for c in CONVENTIONS for marker in c.markers)
+CONVENTION_MARKERS = frozenset(marker for c in CONVENTIONS for marker in c.markers)
+"""Attribute names that say a span follows one of ``CONVENTIONS``."""
 
 
 def finish_reasons_from_messages(attrs: Attributes) -> bool:
@@ -526,7 +527,7 @@ def finish_reasons_from_messages(attrs: Attributes) -> bool:
 
 def normalize(attrs: Attributes) -> bool:
     """Add canonical GenAI attributes to ``attrs`` (in place); False when nothing was added."""
-    if _ANY_MARKER.isdisjoint(attrs):
+    if CONVENTION_MARKERS.isdisjoint(attrs):
         return finish_reasons_from_messages(attrs)
     applied = False
     for convention in CONVENTIONS:

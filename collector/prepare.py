@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
+from typing import Any
 
 from canarytrace.collector import otlp
 from canarytrace.collector.rows import Limits, RowBuilder
 from canarytrace.store import span_columns
 
+log = logging.getLogger(__name__)
+
 PARENT_CHECK_S = 1.0
 WORKER_GC_THRESHOLD = (50_000, 20, 20)
 _worker_builder: RowBuilder | None = None
+_fast_columns: Callable[[bytes, str, RowBuilder], Any] | None = None
+"""``wire.columns`` once it is compiled and checked; None until then."""
 
 
 @dataclass(frozen=True)
@@ -39,16 +46,42 @@ class Prepared:
 
 
 def prepare(body: bytes, encoding: otlp.Encoding, project: str, builder: RowBuilder) -> Prepared:
-    """Decode and convert one request body (raises otlp.BadRequest for an unusable body)."""
+    """Decode and convert one request body (raises otlp.BadRequest for an unusable body):
+    by the fast path where it applies, else by the general one."""
+    if _fast_columns is not None and encoding is otlp.Encoding.PROTOBUF:
+        fast = _fast_columns(body, project, builder)
+        if fast is not None:
+            return Prepared(span_columns.to_ipc(fast.table), fast.table.num_rows, 0, "",
+                            fast.truncated_values)
     converted = builder.convert(otlp.decode(body, encoding), project)
     payload = span_columns.to_ipc(converted.table()) if converted.spans else b""
     return Prepared(payload, len(converted.spans), converted.rejected,
                     converted.error_message(), converted.truncated_values)
 
 
+def start_fast_path() -> None:
+    """Make the fast path ready in the background: importing numba takes a second and
+    compiling, when nothing is in its cache yet, ~20 s. Requests take the general path
+    until then."""
+    threading.Thread(target=_load_fast_path, name="fast-path", daemon=True).start()
+
+
+def _load_fast_path() -> None:
+    global _fast_columns
+    try:
+        from canarytrace.collector import wire
+
+        wire.warm_up()
+    except Exception:  # noqa: BLE001 - the general path serves every request instead
+        log.exception("ingest fast path unavailable; every request takes the general path")
+        return
+    _fast_columns = wire.columns
+
+
 def _init_worker(limits: Limits) -> None:
     global _worker_builder
     _worker_builder = RowBuilder(limits)
+    start_fast_path()
     gc.freeze()  # the imports stay; collections then only look at a request's objects,
     gc.set_threshold(*WORKER_GC_THRESHOLD)  # which hold no cycles: collect seldom
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
@@ -79,6 +112,8 @@ class Preparer:
         self.workers = workers
         self._builder = RowBuilder(limits)
         self._pool = self._new_pool() if workers else None
+        if not workers:
+            start_fast_path()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         """A pool whose workers start now (spawn and imports take a second or two of CPU),

@@ -67,16 +67,20 @@ def table(rows: list[Mapping[str, Any]]) -> pa.Table:
 
 
 def columns_table(columns: Mapping[str, Sequence[Any]], count: int) -> pa.Table:
-    """Columns by name, each ``count`` values long, as one Arrow table; an absent column
-    holds its default. Maps shared by many rows (a resource's) are built once."""
+    """Columns by name, each ``count`` values long (Python values or Arrow arrays of the
+    column's type), as one Arrow table; an absent column holds its default. Maps shared by
+    many rows (a resource's) are built once."""
     arrays = []
     for name, kind, default in COLUMNS:
         values = columns.get(name)
         if values is None:
             arrays.append(_default_column(kind, default, count))
             continue
+        if isinstance(values, pa.Array):
+            arrays.append(values)
+            continue
         try:
-            arrays.append(_map_column(values) if name in _FLAT_MAPS
+            arrays.append(map_column(values) if name in _FLAT_MAPS
                           else pa.array(values, type=kind))
         except (pa.ArrowTypeError, pa.ArrowInvalid, TypeError, OverflowError, AttributeError):
             arrays.append(_coerced(name, kind, list(values)))
@@ -90,7 +94,7 @@ def _default_column(kind: pa.DataType, default: Any, count: int) -> pa.Array:
     return pa.array([default] * count, type=kind)
 
 
-def _map_column(maps: Sequence[Mapping[str, str]]) -> pa.Array:
+def map_column(maps: Sequence[Mapping[str, str]]) -> pa.Array:
     """Map(String, String) from dicts; dicts shared by many rows (a resource's) built once."""
     first: dict[int, int] = {}
     unique: list[Mapping[str, str]] = []
