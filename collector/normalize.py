@@ -505,24 +505,33 @@ CONVENTION_MARKERS = frozenset(marker for c in CONVENTIONS for marker in c.marke
 
 def finish_reasons_from_messages(attrs: Attributes) -> bool:
     """Fill ``gen_ai.response.finish_reasons`` from the output messages' finish reasons (the
-    OTel OpenAI instrumentation records them only there on streams); True when it did.
-
-    Every span without a convention's markers comes here, so it parses with orjson and reads
-    the messages' own ``finish_reason`` keys, as ``messages.loads`` would keep them."""
+    OTel OpenAI instrumentation records them only there on streams); True when it did."""
     output = attrs.get(A.GEN_AI_OUTPUT_MESSAGES)
     if not output or attrs.get(A.GEN_AI_RESPONSE_FINISH_REASONS) \
             or '"finish_reason"' not in output:
         return False
+    reasons = finish_reasons_in(output)
+    if reasons is not None:
+        attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
+    return reasons is not None
+
+
+def finish_reasons_in(output: str) -> str | None:
+    """The finish reasons output messages (JSON) name, as the JSON list an SDK array
+    attribute becomes; None when they name none or are not JSON messages.
+
+    Every span without a convention's markers comes here, so it parses with orjson and reads
+    the messages' own ``finish_reason`` keys, as ``messages.loads`` would keep them."""
     try:
         value = orjson.loads(output)
     except orjson.JSONDecodeError:
-        return False
+        return None
     output_messages = [value] if isinstance(value, dict) else value
     if not isinstance(output_messages, list):
-        return False
-    put_finish_reasons(attrs, finish_reasons_of(
-        [m for m in output_messages if isinstance(m, dict)]))
-    return bool(attrs.get(A.GEN_AI_RESPONSE_FINISH_REASONS))
+        return None
+    reasons = [str(m["finish_reason"]) for m in output_messages
+               if isinstance(m, dict) and m.get("finish_reason")]
+    return orjson.dumps(reasons).decode() if reasons else None
 
 
 def normalize(attrs: Attributes) -> bool:

@@ -24,7 +24,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from canarytrace import attributes as A
 from canarytrace.collector import wire_walk as W
-from canarytrace.collector.normalize import CONVENTION_MARKERS, finish_reasons_from_messages
+from canarytrace.collector.normalize import CONVENTION_MARKERS, finish_reasons_in
 from canarytrace.collector.rows import (
     SPAN_KINDS,
     STATUS_CODES,
@@ -229,11 +229,10 @@ def _finish_reasons(keys: pa.Array, values: pa.Array, owners: np.ndarray,
     added = []
     for span, text in zip(owners[outputs[named]].tolist(),
                           texts.filter(pa.array(named)).to_pylist(), strict=True):
-        attributes = {A.GEN_AI_OUTPUT_MESSAGES: text}
-        if finish_reasons_from_messages(attributes):
-            reasons = attributes[A.GEN_AI_RESPONSE_FINISH_REASONS]
+        reasons = finish_reasons_in(text)
+        if reasons is not None:
             if len(reasons) > max_length:
-                raise _Fallback
+                raise _Fallback  # to cut: the general path counts it
             added.append((span, reasons))
     return added
 
