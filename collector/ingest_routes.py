@@ -68,6 +68,8 @@ async def _export(collector: Collector, request: Request, encoding: otlp.Encodin
     metrics.spans_received.inc(prepared.rows + prepared.rejected)
     metrics.spans_rejected.inc(prepared.rejected)
     metrics.values_truncated.inc(prepared.truncated_values)
+    if prepared.fast:
+        metrics.spans_fast_path.inc(prepared.rows)
     if prepared.rejected and not prepared.rows:
         raise otlp.BadRequest(400, prepared.error)
     if prepared.rows:

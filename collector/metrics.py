@@ -26,6 +26,9 @@ class CollectorMetrics:
         self.requests_refused = Counter("canarytrace_requests_refused",
                                         "Requests answered with an error, by HTTP status",
                                         ["status"], registry=r)
+        self.spans_fast_path = Counter("canarytrace_spans_fast_path",
+                                       "Spans converted by the compiled fast path (the rest "
+                                       "took the general one)", registry=r)
         self.values_truncated = Counter("canarytrace_attribute_values_truncated",
                                         "Attribute values cut to the length limit", registry=r)
         self.spans_stored = Counter("canarytrace_spans_stored", "Spans inserted into ClickHouse",

@@ -43,6 +43,8 @@ class Prepared:
     rejected: int
     error: str
     truncated_values: int
+    fast: bool = False
+    """Converted by the fast path."""
 
 
 def prepare(body: bytes, encoding: otlp.Encoding, project: str, builder: RowBuilder) -> Prepared:
@@ -52,7 +54,7 @@ def prepare(body: bytes, encoding: otlp.Encoding, project: str, builder: RowBuil
         fast = _fast_columns(body, project, builder)
         if fast is not None:
             return Prepared(span_columns.to_ipc(fast.table), fast.table.num_rows, 0, "",
-                            fast.truncated_values)
+                            fast.truncated_values, fast=True)
     converted = builder.convert(otlp.decode(body, encoding), project)
     payload = span_columns.to_ipc(converted.table()) if converted.spans else b""
     return Prepared(payload, len(converted.spans), converted.rejected,

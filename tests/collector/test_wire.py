@@ -6,14 +6,23 @@ from __future__ import annotations
 import os
 import random
 
+import httpx
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from canarytrace import attributes as A
 from canarytrace.collector import otlp, prepare, wire
 from canarytrace.collector.rows import Limits, RowBuilder
 from canarytrace.store import span_columns
 from tests.collector import otlp_payloads as P
+from tests.collector.conftest import wait_for
+from tests.support.faults import metric
 
 BUILDER = RowBuilder(Limits())
 OUTPUT = '[{"role": "assistant", "parts": [], "finish_reason": "stop"}]'
@@ -192,9 +201,39 @@ def test_mutated_bodies_never_differ_from_the_general_path():
     assert taken > 100  # flips inside values and ids leave a request the fast path takes
 
 
+def test_requests_of_the_opentelemetry_sdk_take_the_fast_path():
+    """The real SDK's OTLP encoder: schema URLs, scope attributes, span flags, every value
+    kind an SDK attribute can have, a parent and a status."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({A.SERVICE_NAME: "sdk"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t", "1.0", schema_url="https://opentelemetry.io/schemas/1.26.0",
+                                 attributes={"scope.attr": 1})
+    with tracer.start_as_current_span("parent") as parent:
+        parent.set_status(Status(StatusCode.ERROR, "boom"))
+        with tracer.start_as_current_span("child", kind=SpanKind.CLIENT, attributes={
+                "i": 1, "f": 0.25, "b": True, "s": "x", "strings": ["a", "b"], "ints": [1, 2],
+                A.GEN_AI_OUTPUT_MESSAGES: OUTPUT}):
+            pass
+    body = encode_spans(exporter.get_finished_spans()).SerializeToString()
+    fast = both(body)
+    assert fast is not None and fast.table.column("StatusMessage").to_pylist() == ["", "boom"]
+
+
 def test_prepare_spools_the_fast_tables_once_the_fast_path_is_loaded():
     prepare._load_fast_path()
     body = P.protobuf_body([genai_span() for _ in range(3)])
     prepared = prepare.prepare(body, otlp.Encoding.PROTOBUF, "proj", BUILDER)
     general = BUILDER.convert(otlp.decode(body, otlp.Encoding.PROTOBUF), "proj").table()
     assert prepared.rows == 3 and span_columns.from_ipc(prepared.payload).equals(general)
+    assert prepared.fast
+
+
+def test_a_collector_converts_protobuf_requests_by_the_fast_path(collector):
+    """Its ingest worker loads the fast path in the background; from then on it serves."""
+    def fast_spans() -> float:
+        httpx.post(f"{collector.url}/v1/traces", content=P.protobuf_body([genai_span()]),
+                   headers=P.PROTOBUF)
+        return metric(httpx, collector.url, "canarytrace_spans_fast_path_total")
+
+    assert wait_for(fast_spans, timeout=60, what="a span by the fast path") >= 1
