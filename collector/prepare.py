@@ -47,10 +47,11 @@ class Prepared:
     """Converted by the fast path."""
 
 
-def prepare(body: bytes, encoding: otlp.Encoding, project: str, builder: RowBuilder) -> Prepared:
+def prepare(body: bytes, encoding: otlp.Encoding, project: str, builder: RowBuilder,
+            fast_path: bool = True) -> Prepared:
     """Decode and convert one request body (raises otlp.BadRequest for an unusable body):
-    by the fast path where it applies, else by the general one."""
-    if _fast_columns is not None and encoding is otlp.Encoding.PROTOBUF:
+    by the fast path where it applies and is loaded, else by the general one."""
+    if fast_path and _fast_columns is not None and encoding is otlp.Encoding.PROTOBUF:
         fast = _fast_columns(body, project, builder)
         if fast is not None:
             return Prepared(span_columns.to_ipc(fast.table), fast.table.num_rows, 0, "",
@@ -80,10 +81,11 @@ def _load_fast_path() -> None:
     _fast_columns = wire.columns
 
 
-def _init_worker(limits: Limits) -> None:
+def _init_worker(limits: Limits, fast_path: bool) -> None:
     global _worker_builder
     _worker_builder = RowBuilder(limits)
-    start_fast_path()
+    if fast_path:
+        start_fast_path()
     gc.freeze()  # the imports stay; collections then only look at a request's objects,
     gc.set_threshold(*WORKER_GC_THRESHOLD)  # which hold no cycles: collect seldom
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
@@ -107,28 +109,31 @@ def default_workers() -> int:
 
 
 class Preparer:
-    """Runs ``prepare`` in ``workers`` spawned processes, or inline when ``workers`` is 0."""
+    """Runs ``prepare`` in ``workers`` spawned processes, or inline when ``workers`` is 0;
+    by the fast path where it applies, unless ``fast_path`` is False."""
 
-    def __init__(self, limits: Limits, workers: int) -> None:
+    def __init__(self, limits: Limits, workers: int, fast_path: bool = True) -> None:
         self.limits = limits
         self.workers = workers
+        self.fast_path = fast_path
         self._builder = RowBuilder(limits)
         self._pool = self._new_pool() if workers else None
-        if not workers:
+        if fast_path and not workers:
             start_fast_path()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         """A pool whose workers start now (spawn and imports take a second or two of CPU),
         not on the first request."""
         pool = ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.limits,))
+                                   initializer=_init_worker,
+                                   initargs=(self.limits, self.fast_path))
         for _ in range(self.workers):
             pool.submit(os.getpid)
         return pool
 
     async def prepare(self, body: bytes, encoding: otlp.Encoding, project: str) -> Prepared:
         if self._pool is None:
-            return prepare(body, encoding, project, self._builder)
+            return prepare(body, encoding, project, self._builder, self.fast_path)
         loop, pool = asyncio.get_running_loop(), self._pool
         try:
             return await loop.run_in_executor(pool, _prepare_in_worker, body, encoding, project)
@@ -136,7 +141,7 @@ class Preparer:
             if self._pool is pool:  # once, though every request in flight sees it broken
                 self._pool = self._new_pool()
                 pool.shutdown(wait=False)
-            return prepare(body, encoding, project, self._builder)
+            return prepare(body, encoding, project, self._builder, self.fast_path)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     ingest_workers: int | None = Field(
         None, ge=0, description="processes that decode and convert OTLP bodies "
                                 "(default: one per spare core, at most 4; 0: in the server)")
+    ingest_fast_path: bool = Field(True, description="convert common protobuf requests by the "
+                                                     "compiled fast path (numba; about 125 MB "
+                                                     "more per ingest worker)")
     eval_enabled: bool = Field(True, description="score sampled spans in the background")
     eval_interval_s: float = Field(30.0, gt=0, description="seconds between evaluation passes")
     eval_grace_s: float = Field(300.0, ge=0, description="re-check this far behind the "

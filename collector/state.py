@@ -56,7 +56,7 @@ class Collector:
             adopt_legacy_keys(settings)
             keys = KeyRing(settings.keys_path, settings.auth, settings.auth_markers)
             collector = cls(settings, store, spool, writer, keys, metrics,
-                            Preparer(limits, workers), evaluation)
+                            Preparer(limits, workers, settings.ingest_fast_path), evaluation)
             opened.pop_all()
         writer.start()
         if evaluation is not None:

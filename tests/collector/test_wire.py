@@ -3,6 +3,7 @@ from the same body, or steps aside; it never accepts what the general path refus
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 
@@ -227,6 +228,16 @@ def test_prepare_spools_the_fast_tables_once_the_fast_path_is_loaded():
     general = BUILDER.convert(otlp.decode(body, otlp.Encoding.PROTOBUF), "proj").table()
     assert prepared.rows == 3 and span_columns.from_ipc(prepared.payload).equals(general)
     assert prepared.fast
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_the_fast_path_can_be_switched_off(fast_path):
+    """CANARYTRACE_INGEST_FAST_PATH=false: every request by the general path, same table."""
+    prepare._load_fast_path()
+    preparer = prepare.Preparer(Limits(), 0, fast_path)
+    body = P.protobuf_body([genai_span()])
+    prepared = asyncio.run(preparer.prepare(body, otlp.Encoding.PROTOBUF, "proj"))
+    assert prepared.fast is fast_path and prepared.rows == 1
 
 
 def test_a_collector_converts_protobuf_requests_by_the_fast_path(collector):
