@@ -19,19 +19,23 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any
+from typing import TYPE_CHECKING
 
 from canarytrace.collector import otlp
 from canarytrace.collector.rows import Limits, RowBuilder
 from canarytrace.store import span_columns
+
+if TYPE_CHECKING:  # wire imports numba, which takes a second: loaded in the background
+    from canarytrace.collector.wire import FastColumns
 
 log = logging.getLogger(__name__)
 
 PARENT_CHECK_S = 1.0
 WORKER_GC_THRESHOLD = (50_000, 20, 20)
 _worker_builder: RowBuilder | None = None
-_fast_columns: Callable[[bytes, str, RowBuilder], Any] | None = None
+_fast_columns: Callable[[bytes, str, RowBuilder], FastColumns | None] | None = None
 """``wire.columns`` once it is compiled and checked; None until then."""
+_fast_failed = False  # logged once per process
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ def prepare(body: bytes, encoding: otlp.Encoding, project: str, builder: RowBuil
     """Decode and convert one request body (raises otlp.BadRequest for an unusable body):
     by the fast path where it applies and is loaded, else by the general one."""
     if fast_path and _fast_columns is not None and encoding is otlp.Encoding.PROTOBUF:
-        fast = _fast_columns(body, project, builder)
+        fast = _fast(body, project, builder)
         if fast is not None:
             return Prepared(span_columns.to_ipc(fast.table), fast.table.num_rows, 0, "",
                             fast.truncated_values, fast=True)
@@ -60,6 +64,20 @@ def prepare(body: bytes, encoding: otlp.Encoding, project: str, builder: RowBuil
     payload = span_columns.to_ipc(converted.table()) if converted.spans else b""
     return Prepared(payload, len(converted.spans), converted.rejected,
                     converted.error_message(), converted.truncated_values)
+
+
+def _fast(body: bytes, project: str, builder: RowBuilder) -> FastColumns | None:
+    """The fast path's columns, or None; a failure in it sends the request the general way
+    (an optimisation never fails a request the general path takes)."""
+    global _fast_failed
+    assert _fast_columns is not None
+    try:
+        return _fast_columns(body, project, builder)
+    except Exception:  # noqa: BLE001
+        if not _fast_failed:
+            log.exception("ingest fast path failed; the general path takes the request")
+            _fast_failed = True
+        return None
 
 
 def start_fast_path() -> None:

@@ -230,6 +230,16 @@ def test_prepare_spools_the_fast_tables_once_the_fast_path_is_loaded():
     assert prepared.fast
 
 
+def test_a_failing_fast_path_sends_the_request_the_general_way(monkeypatch):
+    def broken(body, project, builder):
+        raise MemoryError("no room for the walk's arrays")
+
+    monkeypatch.setattr(prepare, "_fast_columns", broken)
+    body = P.protobuf_body([genai_span()])
+    prepared = prepare.prepare(body, otlp.Encoding.PROTOBUF, "proj", BUILDER)
+    assert prepared.rows == 1 and not prepared.fast
+
+
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_the_fast_path_can_be_switched_off(fast_path):
     """CANARYTRACE_INGEST_FAST_PATH=false: every request by the general path, same table."""
