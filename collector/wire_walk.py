@@ -339,6 +339,41 @@ def _span(buf, lo, hi, resource, scope, counts, limits, spans, attrs):
     return True
 
 
+_END = -2
+
+
+@njit(cache=True)
+def _next_child(buf, pos, hi, header):
+    """Read a ResourceSpans' or ScopeSpans' fields from ``pos`` to its next child (field 2),
+    noting where its resource or scope (field 1, at most once) lies in ``header`` and
+    checking its schema_url (field 3): (child position, size, position after it); the
+    position is _END after the last child, -1 to fall back."""
+    while pos < hi:
+        field, wire, pos = _tag(buf, pos, hi)
+        if pos < 0:
+            return _FAIL, 0, 0
+        if wire == 2 and 1 <= field <= 3:
+            size, pos = _length(buf, pos, hi)
+            if pos < 0:
+                return _FAIL, 0, 0
+            if field == 2:
+                return pos, size, pos + size
+            if field == 1:
+                if header[0] >= 0:
+                    return _FAIL, 0, 0
+                header[0], header[1] = pos, size
+            elif _text(buf, pos, pos + size) < 0:
+                return _FAIL, 0, 0
+            pos += size
+        elif 1 <= field <= 3:
+            return _FAIL, 0, 0
+        else:
+            pos = _skip(buf, pos, hi, wire)
+            if pos < 0:
+                return _FAIL, 0, 0
+    return _END, 0, 0
+
+
 @njit(cache=True)
 def _scope_spans(buf, lo, hi, resource, counts, limits, scopes, spans, attrs):
     """Read one ScopeSpans (where its scope lies into scopes, and its spans); False to fall
@@ -349,32 +384,13 @@ def _scope_spans(buf, lo, hi, resource, counts, limits, scopes, spans, attrs):
     counts[C_SCOPES] += 1
     scopes[scope, 0], scopes[scope, 1], scopes[scope, 2] = resource, _FAIL, 0
     pos = lo
-    while pos < hi:
-        field, wire, pos = _tag(buf, pos, hi)
-        if pos < 0:
+    while True:
+        child, size, pos = _next_child(buf, pos, hi, scopes[scope, 1:])
+        if child == _END:
+            return True
+        if child < 0 or not _span(buf, child, child + size, resource, scope, counts, limits,
+                                  spans, attrs):
             return False
-        if wire == 2 and 1 <= field <= 3:
-            size, pos = _length(buf, pos, hi)
-            if pos < 0:
-                return False
-            if field == 1:
-                if scopes[scope, 1] >= 0:
-                    return False
-                scopes[scope, 1], scopes[scope, 2] = pos, size
-            elif field == 2:
-                if not _span(buf, pos, pos + size, resource, scope, counts, limits, spans,
-                             attrs):
-                    return False
-            elif _text(buf, pos, pos + size) < 0:  # schema_url
-                return False
-            pos += size
-        elif 1 <= field <= 3:
-            return False
-        else:
-            pos = _skip(buf, pos, hi, wire)
-            if pos < 0:
-                return False
-    return True
 
 
 @njit(cache=True)
@@ -387,32 +403,13 @@ def _resource_spans(buf, lo, hi, counts, limits, resources, scopes, spans, attrs
     counts[C_RESOURCES] += 1
     resources[resource, 0], resources[resource, 1] = _FAIL, 0
     pos = lo
-    while pos < hi:
-        field, wire, pos = _tag(buf, pos, hi)
-        if pos < 0:
+    while True:
+        child, size, pos = _next_child(buf, pos, hi, resources[resource])
+        if child == _END:
+            return True
+        if child < 0 or not _scope_spans(buf, child, child + size, resource, counts, limits,
+                                         scopes, spans, attrs):
             return False
-        if wire == 2 and 1 <= field <= 3:
-            size, pos = _length(buf, pos, hi)
-            if pos < 0:
-                return False
-            if field == 1:
-                if resources[resource, 0] >= 0:
-                    return False
-                resources[resource, 0], resources[resource, 1] = pos, size
-            elif field == 2:
-                if not _scope_spans(buf, pos, pos + size, resource, counts, limits, scopes,
-                                    spans, attrs):
-                    return False
-            elif _text(buf, pos, pos + size) < 0:  # schema_url
-                return False
-            pos += size
-        elif 1 <= field <= 3:
-            return False
-        else:
-            pos = _skip(buf, pos, hi, wire)
-            if pos < 0:
-                return False
-    return True
 
 
 @njit(cache=True)
