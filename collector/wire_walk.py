@@ -53,10 +53,16 @@ def _varint(buf, pos, end):
 
 
 @njit(cache=True)
+def _varint32(buf, pos, end):
+    """A tag or a length, which protobuf reads in at most 5 bytes; pos -1 if longer or bad."""
+    return _varint(buf, pos, min(end, pos + 5))
+
+
+@njit(cache=True)
 def _tag(buf, pos, end):
     """A field's number and wire type, and the position after its tag; pos -1 if bad."""
-    key, pos = _varint(buf, pos, end)
-    if key >> 3 < 1 or key >> 3 > 536_870_911:
+    key, pos = _varint32(buf, pos, end)
+    if pos < 0 or key >> 3 < 1 or key >> 3 > 536_870_911:
         return 0, 0, _FAIL
     return key >> 3, key & 7, pos
 
@@ -64,7 +70,7 @@ def _tag(buf, pos, end):
 @njit(cache=True)
 def _length(buf, pos, end):
     """A length prefix and the position after it; pos -1 when it overruns ``end``."""
-    size, pos = _varint(buf, pos, end)
+    size, pos = _varint32(buf, pos, end)
     if pos < 0 or size < 0 or size > end - pos:
         return 0, _FAIL
     return size, pos

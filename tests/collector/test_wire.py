@@ -170,6 +170,19 @@ def test_bad_utf8_and_cut_bodies_are_left_to_the_general_path_which_refuses_them
         both(body[:cut])
 
 
+def test_varints_longer_than_protobuf_reads_are_left_to_the_general_path():
+    """A tag or a length in more than 5 bytes, an int of over 64 bits: protobuf decides."""
+    span = span_bytes()
+    overlong_tag = b"\x8a\x80\x80\x80\x80\x00"  # field 1, bytes, in 6 bytes
+    int_past_64_bits = field(2, b"\x18" + b"\xff" * 9 + b"\x02")
+    for body in (wrapped(span).replace(b"\x0a", overlong_tag, 1),
+                 field(1, field(2, b"\x12\x80\x80\x80\x80\x80" + bytes([len(span)]) + span)),
+                 wrapped(span + field(9, field(1, b"k") + int_past_64_bits))):
+        assert wire.columns(body, "proj", BUILDER) is None
+        both(body)
+    assert both(wrapped(span).replace(b"\x0a", b"\x8a\x80\x80\x80\x00", 1)) is not None
+
+
 def test_random_requests_match_and_take_the_fast_path():
     rng = random.Random(13)
     pool = list(EVERY_KIND.items()) + [(A.GEN_AI_OUTPUT_MESSAGES, OUTPUT),
