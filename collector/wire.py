@@ -19,8 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from canarytrace import attributes as A
 from canarytrace.collector import wire_walk as W
@@ -146,25 +145,48 @@ def _scope_columns(body: bytes, project: str, resources: np.ndarray, scopes: np.
     out = Converted()
     shared = []
     try:
-        for position, size in resources:
-            resource = Resource.FromString(body[position:position + size]) \
-                if position >= 0 else Resource()
-            attributes = builder.attributes(resource.attributes, out)
+        placed = _parsed_in_place(b"".join(_field(1, _field(1, _slice(body, position, size)))
+                                           for position, size in resources))
+        for resource_spans in placed.resource_spans:
+            attributes = builder.attributes(resource_spans.resource.attributes, out)
             attributes[A.CANARY_PROJECT] = project
             shared.append(attributes)
-        names, versions = [], []
-        for _, position, size in scopes:
-            scope = InstrumentationScope.FromString(body[position:position + size]) \
-                if position >= 0 else InstrumentationScope()
-            names.append(scope.name)
-            versions.append(scope.version)
-    except (DecodeError, SpanRejected) as exc:
+        placed = _parsed_in_place(b"".join(
+            _field(1, _field(2, _field(1, _slice(body, position, size))))
+            for _, position, size in scopes))
+    except SpanRejected as exc:
         raise _Fallback from exc
     of_scope = [shared[resource] for resource in scopes[:, 0]]
+    scope_messages = [resource_spans.scope_spans[0].scope
+                      for resource_spans in placed.resource_spans]
     return {"ServiceName": pa.array([r.get(A.SERVICE_NAME, "") for r in of_scope], pa.string()),
             "ResourceAttributes": span_columns.map_column(of_scope),
-            "ScopeName": pa.array(names, pa.string()),
-            "ScopeVersion": pa.array(versions, pa.string())}, out.truncated_values
+            "ScopeName": pa.array([scope.name for scope in scope_messages], pa.string()),
+            "ScopeVersion": pa.array([scope.version for scope in scope_messages], pa.string()),
+            }, out.truncated_values
+
+
+def _parsed_in_place(body: bytes) -> ExportTraceServiceRequest:
+    """A request built around pieces of the body, so that protobuf parses each at the depth
+    it has in the body (its nesting limit counts from the request); _Fallback if it fails."""
+    try:
+        return ExportTraceServiceRequest.FromString(body)
+    except DecodeError as exc:
+        raise _Fallback from exc
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (the numbers used here fit a one-byte tag)."""
+    size, length = len(payload), bytearray()
+    while size >= 0x80:
+        length.append(size & 0x7F | 0x80)
+        size >>= 7
+    length.append(size)
+    return bytes([number << 3 | 2]) + bytes(length) + payload
+
+
+def _slice(body: bytes, position: int, size: int) -> bytes:
+    return body[position:position + size] if position >= 0 else b""
 
 
 def _span_attributes(body: bytes, buf: np.ndarray, spans: np.ndarray, attrs: np.ndarray,
@@ -196,11 +218,11 @@ def _values(body: bytes, buf: np.ndarray, spans: np.ndarray, attrs: np.ndarray,
     offsets, data = W.gather_values(buf, attrs)
     values = pa.StringArray.from_buffers(len(attrs), pa.py_buffer(offsets), pa.py_buffer(data))
     python = np.flatnonzero(attrs[:, W.A_KIND] == W.KIND_PYTHON)
-    try:
-        texts = [value_to_str(AnyValue.FromString(body[p:p + n]))
-                 for p, n in attrs[python][:, [W.A_VALUE_POS, W.A_VALUE_LEN]]]
-    except DecodeError as exc:
-        raise _Fallback from exc
+    key_values = b"".join(_field(9, _field(2, body[p:p + n]))
+                          for p, n in attrs[python][:, [W.A_VALUE_POS, W.A_VALUE_LEN]])
+    span = _parsed_in_place(_field(1, _field(2, _field(2, key_values)))) \
+        .resource_spans[0].scope_spans[0].spans[0] if len(python) else None
+    texts = [value_to_str(kv.value) for kv in span.attributes] if span else []
     brackets = spans[:, W.S_BRACKETS].copy()
     np.add.at(brackets, owners[python], [t.count("[") + t.count("{") for t in texts])
     if brackets.max() > limits.max_json_depth \

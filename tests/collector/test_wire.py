@@ -183,6 +183,23 @@ def test_varints_longer_than_protobuf_reads_are_left_to_the_general_path():
     assert both(wrapped(span).replace(b"\x0a", b"\x8a\x80\x80\x80\x00", 1)) is not None
 
 
+@pytest.mark.parametrize("where", ["span", "resource", "scope"])
+def test_values_nested_to_protobufs_limit_are_refused_as_the_general_path_refuses_them(where):
+    """Protobuf stops at 100 nested messages counted from the request: the fast path parses
+    values where they sit, so a nesting one path refuses the other refuses too."""
+    builder = RowBuilder(Limits(max_json_depth=500))
+    for depth in (20, 30, 31, 32, 46, 47, 48, 60):
+        value = "x"
+        for _ in range(depth):
+            value = [value] if depth % 2 else {"k": value}
+        request = P.request([P.span(attributes={"deep": value} if where == "span" else {})],
+                            resource={"deep": value} if where == "resource" else None)
+        if where == "scope":
+            P.add_attributes(request.resource_spans[0].scope_spans[0].scope.attributes,
+                             {"deep": value})
+        both(request.SerializeToString(), builder)
+
+
 def test_random_requests_match_and_take_the_fast_path():
     rng = random.Random(13)
     pool = list(EVERY_KIND.items()) + [(A.GEN_AI_OUTPUT_MESSAGES, OUTPUT),
