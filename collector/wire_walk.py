@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from canarytrace.collector import rows
+
 # Columns of the ``spans`` array: a span's resource and scope, where its fields lie.
 (S_RESOURCE, S_SCOPE, S_TRACE_POS, S_TRACE_LEN, S_SPAN_POS, S_SPAN_LEN, S_PARENT_POS,
  S_PARENT_LEN, S_STATE_POS, S_STATE_LEN, S_NAME_POS, S_NAME_LEN, S_KIND, S_START, S_END,
@@ -27,8 +29,7 @@ KIND_EMPTY, KIND_STRING, KIND_BOOL, KIND_INT, KIND_PYTHON = range(5)
 # Counts returned by ``walk``.
 C_RESOURCES, C_SCOPES, C_SPANS, C_ATTRS = range(4)
 
-MAX_TIMESTAMP_NS = 2**63 - 1
-SPAN_KINDS, STATUS_CODES = 6, 3
+_KIND_COUNT, _CODE_COUNT = len(rows.SPAN_KINDS), len(rows.STATUS_CODES)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _TRUE, _FALSE = np.frombuffer(b"true", np.uint8), np.frombuffer(b"false", np.uint8)
 _OPEN_SQUARE, _OPEN_CURLY = ord("["), ord("{")
@@ -276,9 +277,9 @@ def _span_ok(buf, out, limits):
         return False
     if _zeros(buf, out[S_TRACE_POS], 16) or _zeros(buf, out[S_SPAN_POS], 8):
         return False
-    if out[S_START] <= 0 or not 0 <= out[S_KIND] < SPAN_KINDS:
+    if out[S_START] <= 0 or not 0 <= out[S_KIND] < _KIND_COUNT:  # a start after 2262 is < 0
         return False
-    if not 0 <= out[S_CODE] < STATUS_CODES:
+    if not 0 <= out[S_CODE] < _CODE_COUNT:
         return False
     return out[S_ATTR_HI] - out[S_ATTR_LO] <= limits[0]
 
